@@ -1,0 +1,41 @@
+# One entry point for people and CI. `make test` works on a fresh machine: it creates the virtual
+# environment, installs the project, starts Redis if none is running, and runs the whole suite.
+VENV      ?= .venv
+PY        := $(VENV)/bin/python
+REDIS_URL ?= redis://localhost:6379/0
+STAMP     := $(VENV)/.installed
+
+.PHONY: install test lint demo redis bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	# torch first and pinned, so nothing else can pull a different build
+	$(PY) -m pip install --quiet torch==2.14.1 torchvision==0.29.1
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+redis:
+	@redis-cli -p 6379 ping >/dev/null 2>&1 || redis-server --daemonize yes --port 6379 --save "" --appendonly no
+	@for i in 1 2 3 4 5 6 7 8 9 10; do redis-cli -p 6379 ping >/dev/null 2>&1 && exit 0; sleep 0.5; done; \
+	  echo "Redis did not start on port 6379" >&2; exit 1
+
+test: install redis
+	$(PY) -m pytest -q -ra $(PYTEST_ARGS)
+
+lint: install
+	$(VENV)/bin/ruff check bot model training tests bench
+	$(VENV)/bin/ruff format --check bot model training tests bench
+
+demo: install redis
+	$(PY) -m bot.demo
+
+bench: install redis
+	$(PY) bench/worker_throughput.py
+	$(PY) bench/pipeline_overhead.py
+	$(PY) bench/train_throughput.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info
