@@ -1,0 +1,229 @@
+"""Text generation: per-request sampling in one batch that requests join and leave between steps.
+
+`BatchGenerator` is the engine the worker drives (continuous batching: `add` prefills new requests and merges
+them into the running batch, `step` decodes one token for every row, finished rows leave at once).
+`generate` and `stream` are the one-call forms for scripts and tests; `generate_released` reproduces the
+released 3-beam settings.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import torch
+from transformers import DynamicCache
+
+from model.kvcache import BatchCache
+from model.stopping import StopChecker
+from model.tokenizer import IncrementalDecoder
+
+
+@dataclass
+class SamplingParams:
+    max_new_tokens: int = 256
+    temperature: float = 0.0  # 0 = greedy
+    top_p: float = 1.0
+    top_k: int = 0  # 0 = off
+    seed: int | None = None  # None: a fresh random seed per request
+    stop: tuple[str, ...] | None = None  # None: the model's prompt_stop
+    wrap_up: float = 0.0  # see model/stopping.py; 0 = off
+
+    def __post_init__(self):
+        problems = []
+        if not isinstance(self.max_new_tokens, int) or not 1 <= self.max_new_tokens <= 8192:
+            problems.append("max_new_tokens must be an integer in 1..8192")
+        if not isinstance(self.temperature, int | float) or not 0 <= self.temperature <= 5:
+            problems.append("temperature must be in 0..5")
+        if not isinstance(self.top_p, int | float) or not 0 < self.top_p <= 1:
+            problems.append("top_p must be in (0, 1]")
+        if not isinstance(self.top_k, int) or self.top_k < 0:
+            problems.append("top_k must be a non-negative integer")
+        if not isinstance(self.wrap_up, int | float) or not 0 <= self.wrap_up < 1:
+            problems.append("wrap_up must be in [0, 1)")
+        if self.stop is not None:
+            if not isinstance(self.stop, list | tuple) or not all(isinstance(s, str) for s in self.stop):
+                problems.append("stop must be a list of strings")
+            else:
+                self.stop = tuple(self.stop)
+        if problems:
+            raise ValueError("; ".join(problems))
+
+    @classmethod
+    def from_dict(cls, params: dict, **defaults) -> SamplingParams:
+        """Protocol `params` -> SamplingParams; unknown keys are ignored, bad values raise ValueError."""
+        known = {k: params[k] for k in cls.__dataclass_fields__ if k in params}
+        return cls(**{**defaults, **known})
+
+
+@dataclass
+class Request:
+    id: str
+    embeds: torch.Tensor  # [T, H]
+    params: SamplingParams = field(default_factory=SamplingParams)
+
+
+@dataclass
+class Event:
+    id: str
+    text: str  # new text safe to show (may be empty)
+    finish: str | None = None  # stop | length | cancelled when the request is over
+    tokens: int = 0  # tokens generated so far
+
+
+class _Row:
+    def __init__(self, request: Request, tokenizer, default_stop):
+        p = request.params
+        self.id, self.params = request.id, p
+        self.decoder = IncrementalDecoder(tokenizer)
+        self.stopper = StopChecker(p.stop if p.stop is not None else default_stop, p.max_new_tokens, p.wrap_up)
+        self.generator = torch.Generator().manual_seed(
+            p.seed if p.seed is not None else int(torch.randint(0, 2**62, (1,)).item()))
+        self.tokens: list[int] = []
+        self.started = time.monotonic()
+        self.first_token_at: float | None = None
+
+
+def _sample(logits: torch.Tensor, p: SamplingParams, generator: torch.Generator) -> int:
+    """logits [V] (float32, CPU) -> token id."""
+    if p.temperature == 0:
+        return int(logits.argmax())
+    logits = logits / p.temperature
+    if p.top_k:
+        kth = torch.topk(logits, min(p.top_k, logits.numel())).values[-1]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    probs = torch.softmax(logits, -1)
+    if p.top_p < 1:
+        sorted_probs, order = probs.sort(descending=True)
+        outside = sorted_probs.cumsum(-1) - sorted_probs > p.top_p  # keep the smallest set reaching top_p
+        sorted_probs[outside] = 0
+        probs = torch.zeros_like(probs).scatter(0, order, sorted_probs)
+    return int(torch.multinomial(probs, 1, generator=generator))
+
+
+class BatchGenerator:
+    def __init__(self, model):
+        self.model = model
+        self.eos = model.tokenizer.eos_token_id
+        self.default_stop = model.config.prompt_stop
+        self.rows: list[_Row] = []
+        self.kv = BatchCache()
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def tokens_in_flight(self) -> int:
+        return self.kv.tokens()
+
+    @torch.inference_mode()
+    def add(self, requests: list[Request]) -> list[Event]:
+        """Prefill `requests` together and join them to the batch; returns their first-token events."""
+        if not requests:
+            return []
+        batch = self.model.pad_batch([r.embeds for r in requests], left=True)
+        cache = DynamicCache()
+        out = self.model.llm(inputs_embeds=batch["inputs_embeds"], attention_mask=batch["attention_mask"],
+                             position_ids=batch["position_ids"], cache=cache, use_cache=True, logits_to_keep=1)
+        self.kv.join(cache, batch["attention_mask"])
+        rows = [_Row(r, self.model.tokenizer, self.default_stop) for r in requests]
+        self.rows.extend(rows)
+        return self._advance(rows, out.logits[:, -1])
+
+    @torch.inference_mode()
+    def step(self) -> list[Event]:
+        """One token for every row."""
+        if not self.rows:
+            return []
+        last = torch.tensor([[r.tokens[-1]] for r in self.rows], device=self.model.device)  # [B, 1]
+        positions = self.kv.next_positions()  # [B, 1]
+        out = self.model.llm(input_ids=last, attention_mask=self.kv.step_mask(), position_ids=positions,
+                             cache=self.kv.cache, use_cache=True)
+        self.kv.after_step()
+        return self._advance(self.rows, out.logits[:, -1])
+
+    def cancel(self, request_id: str) -> Event | None:
+        for r in self.rows:
+            if r.id == request_id:
+                event = Event(r.id, r.stopper.close("cancelled"), "cancelled", len(r.tokens))
+                self._drop([r])
+                return event
+        return None
+
+    def _advance(self, rows: list[_Row], logits: torch.Tensor) -> list[Event]:
+        logits = logits.float().cpu()  # [len(rows), V]
+        events, finished = [], []
+        for r, row_logits in zip(rows, logits, strict=True):
+            token = _sample(row_logits, r.params, r.generator)
+            r.tokens.append(token)
+            r.first_token_at = r.first_token_at or time.monotonic()
+            is_eos = token == self.eos
+            text = r.stopper.feed("" if is_eos else r.decoder.push(token), len(r.tokens), eos=is_eos)
+            events.append(Event(r.id, text, r.stopper.finish, len(r.tokens)))
+            if r.stopper.finish:
+                finished.append(r)
+        self._drop(finished)
+        return events
+
+    def _drop(self, rows: list[_Row]) -> None:
+        if rows:
+            gone = {id(r) for r in rows}
+            keep = [i for i, r in enumerate(self.rows) if id(r) not in gone]
+            self.kv.keep(keep)
+            self.rows = [self.rows[i] for i in keep]
+
+
+def stream(model, embeds: torch.Tensor, params: SamplingParams | None = None) -> Iterator[Event]:
+    """One request, events as tokens come."""
+    engine = BatchGenerator(model)
+    events = engine.add([Request("0", embeds, params or SamplingParams())])
+    while events:
+        yield from (e for e in events if e.text or e.finish)
+        events = engine.step() if engine.rows else []
+
+
+def generate(model, embeds: list[torch.Tensor], params: SamplingParams | list[SamplingParams] | None = None
+             ) -> list[tuple[str, str, list[int]]]:
+    """Several requests batched together -> [(text, finish, token ids)] in input order."""
+    params = params if isinstance(params, list) else [params or SamplingParams()] * len(embeds)
+    engine = BatchGenerator(model)
+    texts = {str(i): "" for i in range(len(embeds))}
+    done: dict[str, tuple[str, list[int]]] = {}
+    rows = {}
+    events = engine.add([Request(str(i), e, p) for i, (e, p) in enumerate(zip(embeds, params, strict=True))])
+    rows.update({r.id: r for r in engine.rows})
+    while events:
+        for e in events:
+            texts[e.id] += e.text
+            if e.finish:
+                done[e.id] = (e.finish, rows[e.id].tokens)
+        events = engine.step() if engine.rows else []
+    return [(texts[str(i)], *done[str(i)]) for i in range(len(embeds))]
+
+
+@torch.inference_mode()
+def greedy_without_cache(model, embeds: torch.Tensor, max_new_tokens: int) -> list[int]:
+    """Reference decoder: the whole sequence again at every step, no KV cache. For tests."""
+    table = model.llm.get_input_embeddings()
+    seq, out = embeds[None], []
+    for _ in range(max_new_tokens):
+        logits = model.llm(inputs_embeds=seq, use_cache=False).logits[0, -1]
+        token = int(logits.float().argmax())
+        out.append(token)
+        if token == model.tokenizer.eos_token_id:
+            break
+        seq = torch.cat([seq, table(torch.tensor([[token]], device=seq.device)).to(seq.dtype)], dim=1)
+    return out
+
+
+@torch.inference_mode()
+def generate_released(model, embeds: torch.Tensor, max_new_tokens: int = 50) -> str:
+    """The released settings: 3 beams, no 4-gram repeats, newline / ':' / EOS banned, first token dropped."""
+    tok = model.tokenizer
+    banned = [tok.encode(t, add_special_tokens=False)[-1:] for t in ("\n", ":")] + [[tok.eos_token_id]]
+    out = model.llm.generate(
+        inputs_embeds=embeds[None], attention_mask=torch.ones(1, embeds.shape[0], dtype=torch.long,
+                                                              device=embeds.device),
+        num_beams=3, do_sample=False, max_new_tokens=max_new_tokens, no_repeat_ngram_size=4,
+        bad_words_ids=[b for b in banned if b], early_stopping=True, pad_token_id=tok.pad_token_id)
+    return tok.decode(out[0][1:], skip_special_tokens=True).strip()
