@@ -1,0 +1,41 @@
+"""Worker settings from the environment (and `.env`). Every variable is listed in .env.example."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class WorkerSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", protected_namespaces=())
+
+    # The contract's variables.
+    redis_url: str = "redis://localhost:6379/0"
+    model_preset: str = "tiny"
+    model_path: str | None = None
+    load_in_8bit: bool = False
+    device: str = "auto"
+
+    # Serving.
+    worker_name: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    worker_max_batch: int = Field(16, ge=1, description="requests decoded together")
+    worker_max_tokens_in_flight: int = Field(32768, ge=64, description="prompt + answer tokens held in the KV cache")
+    worker_max_input_tokens: int = Field(3072, ge=64, description="dialogs are trimmed (oldest turns first) to this")
+    worker_max_images: int = Field(4, ge=1, description="images per job after trimming")
+    worker_max_new_tokens: int = Field(1024, ge=1, description="cap on a job's max_new_tokens")
+    worker_default_max_new_tokens: int = Field(256, ge=1)
+    worker_wrap_up: float = Field(0.85, ge=0, lt=1, description="finish at a sentence end after this share of max_new_tokens")
+    worker_delta_interval_s: float = Field(0.15, ge=0, description="deltas are coalesced for this long")
+    worker_reply_ttl_s: int = Field(3600, ge=10, description="reply streams expire after this")
+    worker_image_cache: int = Field(256, ge=0, description="adapter outputs kept by image key (LRU)")
+
+    # Reliability.
+    worker_visibility_timeout_s: float = Field(60.0, gt=0, description="a job idle this long on a dead worker is taken over")
+    worker_claim_refresh_s: float = Field(10.0, gt=0, description="how often live claims are refreshed")
+    worker_max_deliveries: int = Field(3, ge=1, description="deliveries before a job goes to the dead-letter stream")
+    worker_drain_timeout_s: float = Field(30.0, ge=0, description="on SIGTERM, time to finish jobs in flight")
+    worker_heartbeat_ttl_s: int = Field(15, ge=2)
+    worker_metrics_port: int = Field(0, ge=0, le=65535, description="Prometheus /metrics port; 0 = off")
