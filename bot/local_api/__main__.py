@@ -1,0 +1,52 @@
+"""python -m bot.local_api --port 8081 --token 123:ABC — serve the local Bot API and the playground page."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+
+from .server import DEFAULT_TOKEN, LocalBotAPI
+
+
+def _arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bot.local_api", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8081, help="port (0: any free port)")
+    parser.add_argument("--token", action="append", help="bot token to accept (repeatable)")
+    parser.add_argument("--bot-username", default=None, help="the bot's @username")
+    parser.add_argument("--no-privacy", action="store_true", help="the bot sees every group message")
+    parser.add_argument("--rate-limits", action="store_true", help="enforce Telegram's flood limits (429)")
+    return parser.parse_args()
+
+
+async def _serve(args: argparse.Namespace) -> None:
+    tokens = args.token or [DEFAULT_TOKEN]
+    server = LocalBotAPI(
+        tokens[0],
+        host=args.host,
+        port=args.port,
+        bot_username=args.bot_username,
+        privacy_mode=not args.no_privacy,
+        rate_limits=args.rate_limits,
+    )
+    for token in tokens[1:]:
+        server.add_bot(token, privacy_mode=not args.no_privacy)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    async with server:
+        print(f"Local Bot API: {server.base_url}  (TELEGRAM_API_URL={server.base_url})", flush=True)
+        print(f"Playground:    {server.base_url}/", flush=True)
+        await stop.wait()
+
+
+def main() -> None:
+    asyncio.run(_serve(_arguments()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,215 @@
+"""Bot API methods about the bot itself: identity, updates, webhook, command menus, files, chats."""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any
+
+from .errors import CONFLICT_WEBHOOK, ApiError, bad_request
+from .params import Params
+from .state import MAX_DOWNLOAD, BotAccount, Webhook
+
+if TYPE_CHECKING:
+    from .server import LocalBotAPI
+
+_COMMAND = re.compile(r"^[a-z0-9_]{1,32}$")
+_SECRET = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
+_SCOPES = {
+    "default",
+    "all_private_chats",
+    "all_group_chats",
+    "all_chat_administrators",
+    "chat",
+    "chat_administrators",
+    "chat_member",
+}
+ScopeKey = tuple[str, int | None, int | None, str]
+
+
+async def get_me(api: LocalBotAPI, bot: BotAccount, p: Params) -> dict[str, Any]:
+    return bot.me_json()
+
+
+async def get_updates(api: LocalBotAPI, bot: BotAccount, p: Params) -> list[dict[str, Any]]:
+    if bot.webhook.url:
+        raise ApiError(409, CONFLICT_WEBHOOK)
+    limit = min(max(p.int("limit", default=100) or 100, 1), 100)
+    timeout = max(p.float("timeout", 0.0), 0.0)
+    bot.updates.set_allowed(p.json("allowed_updates"))
+    return await bot.updates.poll(p.int("offset"), limit, timeout)
+
+
+async def set_webhook(api: LocalBotAPI, bot: BotAccount, p: Params) -> bool:
+    url = p.str("url") or ""
+    if url and not url.startswith(("http://", "https://")):
+        # Telegram insists on HTTPS and ports 443/80/88/8443; a local server must accept plain http too.
+        raise bad_request("bad webhook: An HTTPS URL must be provided for webhook")
+    secret = p.str("secret_token")
+    if secret is not None and not _SECRET.match(secret):
+        raise bad_request("bad webhook: Secret token contains unallowed characters")
+    max_connections = p.int("max_connections", default=40) or 40
+    if p.bool("drop_pending_updates"):
+        bot.updates.drop_all()
+    bot.updates.set_allowed(p.json("allowed_updates"))
+    bot.webhook = Webhook(url=url, secret_token=secret, max_connections=max_connections)
+    await api.restart_webhook(bot)
+    return True
+
+
+async def delete_webhook(api: LocalBotAPI, bot: BotAccount, p: Params) -> bool:
+    if p.bool("drop_pending_updates"):
+        bot.updates.drop_all()
+    bot.webhook = Webhook()
+    await api.restart_webhook(bot)
+    return True
+
+
+async def get_webhook_info(api: LocalBotAPI, bot: BotAccount, p: Params) -> dict[str, Any]:
+    return bot.webhook.info(bot.updates.pending_count, bot.updates.allowed)
+
+
+def scope_key(scope: Any, language_code: str | None) -> ScopeKey:
+    """Where a command list is stored: (scope type, chat_id, user_id, language code)."""
+    language = language_code or ""
+    if language and not re.match(r"^[a-z]{2}$", language):
+        raise bad_request("invalid language code specified")
+    if scope is None:
+        return ("default", None, None, language)
+    if not isinstance(scope, dict) or scope.get("type") not in _SCOPES:
+        raise bad_request("can't parse BotCommandScope JSON object")
+    kind = scope["type"]
+    chat_id = user_id = None
+    if kind in ("chat", "chat_administrators", "chat_member"):
+        try:
+            chat_id = int(scope["chat_id"])
+        except (KeyError, TypeError, ValueError):
+            raise bad_request("chat not found") from None
+    if kind == "chat_member":
+        try:
+            user_id = int(scope["user_id"])
+        except (KeyError, TypeError, ValueError):
+            raise bad_request("invalid user_id specified") from None
+    return (kind, chat_id, user_id, language)
+
+
+async def set_my_commands(api: LocalBotAPI, bot: BotAccount, p: Params) -> bool:
+    commands = p.json("commands")
+    if not isinstance(commands, list):
+        raise bad_request("can't parse commands JSON object")
+    if len(commands) > 100:
+        raise bad_request("too many commands specified")
+    cleaned = []
+    for item in commands:
+        if not isinstance(item, dict) or not _COMMAND.match(str(item.get("command", ""))):
+            raise bad_request("BOT_COMMAND_INVALID")
+        description = str(item.get("description", ""))
+        if not 1 <= len(description) <= 256:
+            raise bad_request(
+                "command description is empty" if not description else "BOT_COMMAND_DESCRIPTION_INVALID"
+            )
+        cleaned.append({"command": item["command"], "description": description})
+    key = scope_key(p.json("scope"), p.str("language_code"))
+    if cleaned:
+        bot.commands[key] = cleaned
+    else:
+        bot.commands.pop(key, None)
+    api.emit(bot, "commands", None, scope=list(key))
+    return True
+
+
+async def get_my_commands(api: LocalBotAPI, bot: BotAccount, p: Params) -> list[dict[str, str]]:
+    return bot.commands.get(scope_key(p.json("scope"), p.str("language_code")), [])
+
+
+async def delete_my_commands(api: LocalBotAPI, bot: BotAccount, p: Params) -> bool:
+    key = scope_key(p.json("scope"), p.str("language_code"))
+    bot.commands.pop(key, None)
+    api.emit(bot, "commands", None, scope=list(key))
+    return True
+
+
+async def get_file(api: LocalBotAPI, bot: BotAccount, p: Params) -> dict[str, Any]:
+    record = api.files.get(p.str("file_id", required=True) or "")
+    if record is None:
+        raise bad_request("wrong file_id or the file is temporarily unavailable")
+    if record.size > MAX_DOWNLOAD:
+        raise bad_request("file is too big")
+    return record.to_json()
+
+
+def _chat(bot: BotAccount, p: Params):
+    chat_id = p.chat_id()
+    chat = bot.chats.get(chat_id) if isinstance(chat_id, int) else None
+    if chat is None:
+        raise bad_request("chat not found")
+    return chat
+
+
+async def get_chat(api: LocalBotAPI, bot: BotAccount, p: Params) -> dict[str, Any]:
+    chat = _chat(bot, p)
+    gifts = dict.fromkeys(
+        ("unlimited_gifts", "limited_gifts", "unique_gifts", "premium_subscription", "gifts_from_channels"),
+        False,
+    )
+    return {**chat.to_json(), "accent_color_id": 0, "max_reaction_count": 11, "accepted_gift_types": gifts}
+
+
+async def get_chat_member(api: LocalBotAPI, bot: BotAccount, p: Params) -> dict[str, Any]:
+    chat = _chat(bot, p)
+    user_id = p.int("user_id", required=True)
+    user = bot.me if user_id == bot.me.id else api.users.get(user_id or 0)
+    if user is None:
+        raise bad_request("PARTICIPANT_ID_INVALID")
+    if chat.type == "private":
+        member = user_id in (chat.id, bot.me.id)
+        status = "kicked" if chat.blocked and user_id == bot.me.id else ("member" if member else "left")
+    elif user_id not in chat.members:
+        status = "left"
+    else:
+        status = "administrator" if user_id in chat.admins else "member"
+    result: dict[str, Any] = {"status": status, "user": user.to_json()}
+    if status == "kicked":
+        result["until_date"] = 0
+    if status == "administrator":
+        rights = ("can_manage_chat", "can_delete_messages", "can_manage_video_chats", "can_restrict_members")
+        rights += ("can_promote_members", "can_change_info", "can_invite_users", "can_post_stories")
+        rights += ("can_edit_stories", "can_delete_stories", "can_send_welcome_messages")
+        result.update({"can_be_edited": False, "is_anonymous": False, **dict.fromkeys(rights, True)})
+    return result
+
+
+async def answer_callback_query(api: LocalBotAPI, bot: BotAccount, p: Params) -> bool:
+    query_id = p.str("callback_query_id", required=True) or ""
+    if query_id not in bot.callback_answers or bot.callback_answers[query_id] is not None:
+        raise bad_request("query is too old and response timeout expired or query ID is invalid")
+    answer = {"text": p.str("text"), "show_alert": p.bool("show_alert"), "url": p.str("url")}
+    bot.callback_answers[query_id] = answer
+    api.emit(bot, "callback_answer", None, callback_query_id=query_id, answer=answer)
+    return True
+
+
+async def accept(api: LocalBotAPI, bot: BotAccount, p: Params) -> bool:
+    """logOut, close and profile setters: nothing to do locally, Telegram answers true."""
+    return True
+
+
+BOT_METHODS = {
+    "getMe": get_me,
+    "getUpdates": get_updates,
+    "setWebhook": set_webhook,
+    "deleteWebhook": delete_webhook,
+    "getWebhookInfo": get_webhook_info,
+    "setMyCommands": set_my_commands,
+    "getMyCommands": get_my_commands,
+    "deleteMyCommands": delete_my_commands,
+    "getFile": get_file,
+    "getChat": get_chat,
+    "getChatMember": get_chat_member,
+    "answerCallbackQuery": answer_callback_query,
+    "logOut": accept,
+    "close": accept,
+    "setMyDescription": accept,
+    "setMyShortDescription": accept,
+    "setMyName": accept,
+    "setChatMenuButton": accept,
+}

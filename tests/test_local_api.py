@@ -1,0 +1,343 @@
+"""The local Bot API server, driven by a real aiogram Bot over real HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+
+import aiohttp
+import pytest
+from aiogram import Bot
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+from aiogram.exceptions import (
+    TelegramBadRequest,
+    TelegramConflictError,
+    TelegramForbiddenError,
+    TelegramRetryAfter,
+    TelegramServerError,
+    TelegramUnauthorizedError,
+)
+from aiogram.types import BotCommand, BotCommandScopeAllPrivateChats, BotCommandScopeChat, BufferedInputFile
+from aiohttp import web
+from PIL import Image
+
+from bot.local_api import LocalBotAPI
+
+
+def png(width: int = 1000, height: int = 600, colour: str = "red") -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), colour).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def make_bot(server: LocalBotAPI, token: str | None = None) -> Bot:
+    api = TelegramAPIServer.from_base(server.base_url)
+    return Bot(token or server.bot().token, session=AiohttpSession(api=api))
+
+
+@pytest.fixture
+async def server():
+    async with LocalBotAPI(bot_username="omni_test_bot") as running:
+        yield running
+
+
+@pytest.fixture
+async def bot(server):
+    client = make_bot(server)
+    yield client
+    await client.session.close()
+
+
+@pytest.fixture
+async def user(server):
+    person = await server.create_user(first_name="Ann", username="ann", language_code="en")
+    await server.send_text(person.id, "/start")  # opens the private chat, as in Telegram
+    return person
+
+
+async def test_get_me_and_wrong_token(server, bot):
+    me = await bot.get_me()
+    assert (me.id, me.is_bot, me.username) == (server.bot().me.id, True, "omni_test_bot")
+    stranger = make_bot(server, token="42:WRONG")
+    with pytest.raises(TelegramUnauthorizedError):
+        await stranger.get_me()
+    await stranger.session.close()
+
+
+async def test_unknown_method_is_404(server):
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{server.base_url}/bot{server.bot().token}/sendTeleport", json={}) as response:
+            assert response.status == 404
+            assert await response.json() == {"ok": False, "error_code": 404, "description": "Not Found"}
+
+
+async def test_long_polling_delivers_photo_and_download_returns_bytes(server, bot):
+    ann = await server.create_user(first_name="Ann")
+    original = png()
+
+    async def send_later():
+        await asyncio.sleep(0.3)
+        await server.send_photo(ann.id, original, caption="What is this?")
+
+    sender = asyncio.create_task(send_later())
+    updates = await bot.get_updates(timeout=5)  # waits: nothing is pending when it starts
+    await sender
+    assert len(updates) == 1
+    message = updates[0].message
+    assert message.caption == "What is this?" and message.from_user.id == ann.id
+    sizes = [(p.width, p.height) for p in message.photo]
+    assert sizes == [(90, 54), (320, 192), (800, 480), (1000, 600)]
+    assert len({p.file_id for p in message.photo}) == 4
+    downloaded = await bot.download(message.photo[-1].file_id)
+    assert downloaded.getvalue() == original
+    thumbnail = Image.open(await bot.download(message.photo[0].file_id))
+    assert thumbnail.size == (90, 54)
+    # confirmed by offset: not delivered again
+    assert await bot.get_updates(offset=updates[0].update_id + 1, timeout=0) == []
+
+
+async def test_send_and_edit_round_trip_with_html(server, bot, user):
+    sent = await bot.send_message(
+        user.id, "<b>Hello</b>, <i>Ann</i> &amp; co 😀 <code>x</code>", parse_mode="HTML"
+    )
+    assert sent.text == "Hello, Ann & co 😀 x"
+    assert [(e.type, e.offset, e.length) for e in sent.entities] == [
+        ("bold", 0, 5),
+        ("italic", 7, 3),
+        ("code", 19, 1),  # after the emoji: UTF-16 offsets, the emoji counts 2
+    ]
+    edited = await bot.edit_message_text("Hello again", chat_id=user.id, message_id=sent.message_id)
+    assert edited.text == "Hello again" and edited.edit_date
+    with pytest.raises(TelegramBadRequest, match="message is not modified"):
+        await bot.edit_message_text("Hello again", chat_id=user.id, message_id=sent.message_id)
+    with pytest.raises(TelegramBadRequest, match="message to edit not found"):
+        await bot.edit_message_text("x", chat_id=user.id, message_id=999)
+    stored = server.bot_messages(user.id)[-1]
+    assert stored.text == "Hello again" and stored.edit_count == 1
+    assert stored.history[0]["text"] == "Hello, Ann & co 😀 x" and stored.history[0]["parse_mode"] == "HTML"
+
+
+@pytest.mark.parametrize(
+    ("markup", "error"),
+    [
+        ("<b>bold</i>", 'Unmatched end tag at byte offset 7, expected "</b>", found "</i>"'),
+        ("<b>never closed", 'Can\'t find end tag corresponding to start tag "b"'),
+        ("1 < 2", 'Unsupported start tag "" at byte offset 2'),
+        ("<blink>x</blink>", 'Unsupported start tag "blink"'),
+        ("<span>x</span>", 'Tag "span" must have class "tg-spoiler"'),
+    ],
+)
+async def test_bad_html_is_refused(bot, user, markup, error):
+    with pytest.raises(TelegramBadRequest, match="can't parse entities") as caught:
+        await bot.send_message(user.id, markup, parse_mode="HTML")
+    assert error in caught.value.message
+
+
+async def test_good_html_tags_become_entities(bot, user):
+    sent = await bot.send_message(
+        user.id,
+        '<pre><code class="language-python">print(1)</code></pre>\n<a href="https://x.org/?a=1&amp;b=2">link</a> '
+        "<tg-spoiler>s</tg-spoiler> <blockquote expandable>q</blockquote> <s>x</s><u>y</u>",
+        parse_mode="HTML",
+    )
+    kinds = {e.type: e for e in sent.entities}
+    assert kinds["pre"].language == "python" and "code" not in kinds
+    assert kinds["text_link"].url == "https://x.org/?a=1&b=2"
+    assert {"spoiler", "expandable_blockquote", "strikethrough", "underline"} <= set(kinds)
+
+
+async def test_markdown_v2_needs_escapes(bot, user):
+    with pytest.raises(TelegramBadRequest, match="Character '.' is reserved"):
+        await bot.send_message(user.id, "Done. *bold*", parse_mode="MarkdownV2")
+    sent = await bot.send_message(user.id, "Done\\. *bold* `a.b`", parse_mode="MarkdownV2")
+    assert sent.text == "Done. bold a.b"
+    assert [(e.type, e.offset, e.length) for e in sent.entities] == [("bold", 6, 4), ("code", 11, 3)]
+
+
+async def test_text_length_limits(bot, user):
+    await bot.send_message(user.id, "x" * 4096)
+    with pytest.raises(TelegramBadRequest, match="message is too long"):
+        await bot.send_message(user.id, "x" * 4097)
+    # the limit applies after parsing: markup does not count
+    await bot.send_message(user.id, "<b>" + "x" * 4096 + "</b>", parse_mode="HTML")
+    with pytest.raises(TelegramBadRequest, match="message text is empty"):
+        await bot.send_message(user.id, "<b> </b>", parse_mode="HTML")
+    with pytest.raises(TelegramBadRequest, match="message caption is too long"):
+        await bot.send_photo(user.id, BufferedInputFile(png(50, 50), "a.png"), caption="c" * 1025)
+
+
+async def test_injected_429_gives_retry_after(server, bot, user):
+    server.inject_retry_after(7, count=2, method="sendMessage")
+    for _ in range(2):
+        with pytest.raises(TelegramRetryAfter) as caught:
+            await bot.send_message(user.id, "hi")
+        assert caught.value.retry_after == 7
+    await bot.send_message(user.id, "hi")  # the fault is used up
+    await bot.send_chat_action(user.id, "typing")  # another method was never affected
+
+
+async def test_injected_5xx_for_a_while(server, bot, user):
+    server.inject_server_error(502, seconds=0.5)
+    with pytest.raises(TelegramServerError, match="Bad Gateway"):
+        await bot.get_me()
+    await asyncio.sleep(0.6)
+    assert (await bot.get_me()).is_bot
+
+
+async def test_rate_limit_per_chat(server, bot, user):
+    server.set_rate_limits(enabled=True, private_per_second=1.0, private_burst=2)
+    await bot.send_message(user.id, "one")
+    await bot.send_message(user.id, "two")
+    with pytest.raises(TelegramRetryAfter) as caught:
+        await bot.send_message(user.id, "three")
+    assert caught.value.retry_after == 1
+    assert server.max_rate(user.id, window=1.0) == 2
+
+
+async def test_blocked_user_gives_forbidden(server, bot, user):
+    await server.block(user.id)
+    with pytest.raises(TelegramForbiddenError, match="bot was blocked by the user"):
+        await bot.send_message(user.id, "hello?")
+    stranger = await server.create_user(first_name="Bob")
+    with pytest.raises(TelegramForbiddenError, match="can't initiate conversation"):
+        await bot.send_message(stranger.id, "hello?")
+    updates = await bot.get_updates(allowed_updates=["message", "my_chat_member"])
+    assert updates[-1].my_chat_member.new_chat_member.status == "kicked"
+
+
+async def test_commands_menu_per_scope(server, bot, user):
+    await bot.set_my_commands([BotCommand(command="start", description="Start")])
+    await bot.set_my_commands(
+        [BotCommand(command="start", description="Start"), BotCommand(command="stats", description="Stats")],
+        scope=BotCommandScopeChat(chat_id=user.id),
+    )
+    await bot.set_my_commands(
+        [BotCommand(command="help", description="Help")], scope=BotCommandScopeAllPrivateChats()
+    )
+    assert [c.command for c in await bot.get_my_commands()] == ["start"]
+    assert [c["command"] for c in server.commands_for(user.id, user.id)] == ["start", "stats"]
+    other = await server.create_user(first_name="Bob")
+    assert [c["command"] for c in server.commands_for(other.id, other.id)] == ["help"]
+    with pytest.raises(TelegramBadRequest, match="BOT_COMMAND_INVALID"):
+        await bot.set_my_commands([BotCommand(command="Bad-Command", description="x")])
+
+
+async def test_get_file_refuses_big_files(server, bot, user):
+    message = await server.send_document(user.id, None, file_name="big.png", file_size=21 * 1024 * 1024)
+    file_id = message.data["document"]["file_id"]
+    with pytest.raises(TelegramBadRequest, match="file is too big"):
+        await bot.get_file(file_id)
+
+
+async def test_album_updates_share_media_group(server, bot):
+    ann = await server.create_user(first_name="Ann")
+    await server.send_album(
+        ann.id, [png(colour="red"), png(colour="blue"), png(colour="green")], caption="compare"
+    )
+    updates = await bot.get_updates()
+    groups = {u.message.media_group_id for u in updates}
+    assert len(updates) == 3 and len(groups) == 1 and None not in groups
+    assert [u.message.caption for u in updates] == ["compare", None, None]
+
+
+async def test_second_poller_conflicts(bot):
+    first = asyncio.create_task(bot.get_updates(timeout=5))
+    await asyncio.sleep(0.2)
+    second = asyncio.create_task(bot.get_updates(timeout=0))
+    with pytest.raises(TelegramConflictError):
+        await first
+    assert await second == []
+
+
+async def test_webhook_delivery_with_secret(server, bot):
+    received: list[tuple[str | None, dict]] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        received.append((request.headers.get("X-Telegram-Bot-Api-Secret-Token"), await request.json()))
+        return web.json_response({})
+
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        url = f"http://127.0.0.1:{runner.addresses[0][1]}/hook"
+        await bot.set_webhook(url, secret_token="s3cret")
+        with pytest.raises(TelegramConflictError):
+            await bot.get_updates()
+        ann = await server.create_user(first_name="Ann")
+        await server.send_text(ann.id, "hello hook")
+        await server.wait_for(lambda: received, timeout=5)
+        secret, update = received[0]
+        assert secret == "s3cret" and update["message"]["text"] == "hello hook"
+        info = await bot.get_webhook_info()
+        assert info.url == url
+        await server.wait_for(lambda: server.bot().updates.pending_count == 0, timeout=5)
+        await bot.delete_webhook()
+        assert (await bot.get_webhook_info()).url == ""
+    finally:
+        await runner.cleanup()
+
+
+async def test_control_api_over_http(server):
+    base = f"{server.base_url}/_control"
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{base}/create_user", json={"user_id": 5001, "first_name": "Web"}) as response:
+            assert (await response.json())["result"]["id"] == 5001
+        async with http.post(f"{base}/send_text", json={"user_id": 5001, "text": "hi /help"}) as response:
+            view = (await response.json())["result"]
+            assert view["message"]["text"] == "hi /help"
+            assert view["message"]["entities"] == [{"type": "bot_command", "offset": 3, "length": 5}]
+        form = aiohttp.FormData()
+        form.add_field("user_id", "5001")
+        form.add_field("caption", "look")
+        form.add_field("photo", png(), filename="cat.png", content_type="image/png")
+        async with http.post(f"{base}/send_photo", data=form) as response:
+            assert (await response.json())["result"]["message"]["caption"] == "look"
+        async with http.post(f"{base}/send_text", json={"user_id": 1, "text": "x"}) as response:
+            assert response.status == 400 and "create_user" in (await response.json())["error"]
+        async with http.get(f"{base}/transcript", params={"chat_id": "5001"}) as response:
+            messages = (await response.json())["messages"]
+            assert [m["message"].get("text", m["message"].get("caption")) for m in messages] == [
+                "hi /help",
+                "look",
+            ]
+    assert server.bot().updates.pending_count == 2
+
+
+async def test_event_feed_streams_an_edit(server, bot, user):
+    sent = await bot.send_message(user.id, "draft")
+    events: list[dict] = []
+    async with aiohttp.ClientSession() as http:
+        async with http.get(
+            f"{server.base_url}/_control/events", params={"chat_id": str(user.id)}
+        ) as response:
+
+            async def read() -> None:
+                async for line in response.content:
+                    if line.startswith(b"data: "):
+                        event = json.loads(line[6:])
+                        events.append(event)
+                        if event["type"] == "edit":
+                            return
+
+            reader = asyncio.create_task(read())
+            await server.wait_for(lambda: events, timeout=5)  # "ready": subscribed
+            await bot.edit_message_text("final", chat_id=user.id, message_id=sent.message_id)
+            await asyncio.wait_for(reader, 5)
+    edit = events[-1]
+    assert edit["chat_id"] == user.id and edit["message"]["message"]["text"] == "final"
+    assert edit["message"]["edit_count"] == 1
+
+
+async def test_not_found_downloads_and_methods_errors(server, bot, user):
+    with pytest.raises(TelegramBadRequest, match="wrong file_id"):
+        await bot.get_file("nope")
+    with pytest.raises(TelegramBadRequest, match="chat not found"):
+        await bot.send_message(-100123, "x")
+    with pytest.raises(TelegramBadRequest, match="message to delete not found"):
+        await bot.delete_message(user.id, 12345)
