@@ -1,0 +1,104 @@
+"""Building the bot: Bot (pointed at any Bot API server), Dispatcher, services, routers, lifecycle.
+
+`__main__` and the tests build the bot the same way, through these two functions.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from aiogram import Bot, Dispatcher
+from aiogram.client.default import DefaultBotProperties
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+from aiogram.enums import ParseMode
+from aiogram.types import ErrorEvent
+from aiohttp import web
+from redis.asyncio import Redis
+
+from bot.handlers import admin, chat, commands
+from bot.menus import set_admin_menu, set_user_menu
+from bot.middlewares.bans import BanMiddleware
+from bot.middlewares.language import LanguageMiddleware
+from bot.middlewares.observability import UpdateLogMiddleware
+from bot.middlewares.requests import BestEffortChatActions
+from bot.observability import BotMetrics, UserHasher, start_metrics_server
+from bot.services.access import AccessControl
+from bot.services.delivery import AnswerDelivery
+from bot.services.dialogs import DialogStore
+from bot.services.outbox import Outbox
+from bot.services.queue import JobQueue
+from bot.services.turns import TurnService
+from bot.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def create_bot(settings: Settings) -> Bot:
+    api = TelegramAPIServer.from_base(settings.telegram_api_url) if settings.telegram_api_url else None
+    session = AiohttpSession(api=api) if api else AiohttpSession()
+    session.middleware(BestEffortChatActions())
+    return Bot(settings.bot_token.get_secret_value(), session=session,
+               default=DefaultBotProperties(parse_mode=ParseMode.HTML, link_preview_is_disabled=True))
+
+
+class Lifecycle:
+    """What runs beside the handlers: menus and resumed answers on start, the metrics endpoint; and the
+    order things stop in."""
+
+    def __init__(self, settings: Settings, redis: Redis, delivery: AnswerDelivery, metrics: BotMetrics):
+        self.settings = settings
+        self.redis = redis
+        self.delivery = delivery
+        self.metrics = metrics
+        self._metrics_runner: web.AppRunner | None = None
+
+    async def startup(self, bot: Bot) -> None:
+        me = await bot.me()
+        log.info("bot @%s starting", me.username)
+        await set_user_menu(bot)
+        for admin_id in self.settings.admin_ids:
+            await set_admin_menu(bot, admin_id)
+        if self.settings.metrics_port:
+            self._metrics_runner = await start_metrics_server(self.metrics, self.settings.metrics_host,
+                                                              self.settings.metrics_port)
+        await self.delivery.resume()
+
+    async def shutdown(self) -> None:
+        await self.delivery.close()  # answers in flight stay in Redis and resume on the next start
+        if self._metrics_runner:
+            await self._metrics_runner.cleanup()
+        await self.redis.aclose()
+        log.info("bot stopped")
+
+
+def create_dispatcher(settings: Settings, bot: Bot, redis: Redis) -> Dispatcher:
+    metrics = BotMetrics()
+    hash_user = UserHasher(settings.bot_token.get_secret_value())
+    outbox = Outbox(bot, metrics, settings.edit_interval_private_s, settings.edit_interval_group_s,
+                    settings.max_edits_per_second)
+    access = AccessControl(redis, settings.default_limit, settings.admin_ids)
+    dialogs = DialogStore(redis, settings.dialog_max_turns, settings.dialog_ttl_s, settings.image_ttl_s)
+    queue = JobQueue(redis)
+    delivery = AnswerDelivery(bot, access, queue, dialogs, outbox, metrics, hash_user, settings.message_max_chars)
+    turns = TurnService(bot, settings, access, dialogs, queue, delivery, outbox, metrics, hash_user)
+    lifecycle = Lifecycle(settings, redis, delivery, metrics)
+
+    dp = Dispatcher(settings=settings, metrics=metrics, hash_user=hash_user, outbox=outbox, access=access,
+                    dialogs=dialogs, queue=queue, delivery=delivery, turns=turns, lifecycle=lifecycle)
+    dp.update.outer_middleware(UpdateLogMiddleware(metrics, hash_user))
+    dp.message.outer_middleware(LanguageMiddleware())
+    dp.message.outer_middleware(BanMiddleware(access, outbox))
+    dp.include_routers(admin.create_router(), commands.create_router(), chat.create_router(settings.album_wait_s))
+    dp.startup.register(lifecycle.startup)
+    dp.shutdown.register(lifecycle.shutdown)
+
+    @dp.errors()
+    async def on_error(event: ErrorEvent) -> bool:
+        # A handler failed: log it (the filter strips the token), count it, keep the bot running. The
+        # user's in-flight record (if any) expires with its TTL; the next message works again.
+        log.error("handler failed: %r", event.exception, exc_info=event.exception)
+        metrics.errors.labels(where="handler").inc()
+        return True
+
+    return dp

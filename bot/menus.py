@@ -1,0 +1,43 @@
+"""The command menus (setMyCommands): everyone's, in English and Russian, and a longer one per admin chat."""
+
+from __future__ import annotations
+
+import logging
+
+from aiogram import Bot
+from aiogram.exceptions import TelegramAPIError
+from aiogram.types import BotCommand, BotCommandScopeChat, BotCommandScopeDefault
+
+from bot.i18n import Translator
+from bot.locales import TEXTS
+
+log = logging.getLogger(__name__)
+
+USER_COMMANDS = ("start", "help", "new", "retry", "cancel")
+ADMIN_COMMANDS = ("setlimit", "limits", "ban", "unban", "stats")
+
+
+def _commands(language: str, names: tuple[str, ...]) -> list[BotCommand]:
+    t = Translator(language)
+    return [BotCommand(command=name, description=t(f"cmd.{name}")) for name in names]
+
+
+async def set_user_menu(bot: Bot) -> None:
+    for language in TEXTS:
+        code = None if language == "en" else language  # English is the fallback for every other language
+        await bot.set_my_commands(_commands(language, USER_COMMANDS), scope=BotCommandScopeDefault(),
+                                  language_code=code)
+
+
+async def set_admin_menu(bot: Bot, admin_id: int) -> bool:
+    """The admin's private chat gets user + admin commands. Fails (False) until the admin has written to the
+    bot once, so /start sets it again."""
+    try:
+        for language in TEXTS:
+            code = None if language == "en" else language
+            await bot.set_my_commands(_commands(language, USER_COMMANDS + ADMIN_COMMANDS),
+                                      scope=BotCommandScopeChat(chat_id=admin_id), language_code=code)
+    except TelegramAPIError as exc:
+        log.info("admin menu not set yet for an admin chat: %s", exc.message)
+        return False
+    return True

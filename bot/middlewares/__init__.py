@@ -1,0 +1,1 @@
+"""Small middlewares, one concern each: language, bans, albums, metrics/logs, best-effort chat actions."""

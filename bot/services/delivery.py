@@ -1,0 +1,237 @@
+"""Reading a job's reply stream and showing it in Telegram, one task per answer.
+
+The task's whole state is the in-flight record in Redis (job, chat, message ids), and the reply stream is
+re-read from its start, so a bot restarted mid-answer picks every answer up where it was (`resume`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from aiogram import Bot
+from aiogram.utils.chat_action import ChatActionSender
+
+from bot.formatting import TELEGRAM_TEXT_LIMIT
+from bot.i18n import Translator
+from bot.observability import BotMetrics, UserHasher
+from bot.services.access import AccessControl
+from bot.services.dialogs import DialogStore
+from bot.services.message_chain import MessageChain
+from bot.services.outbox import ChatGone, Outbox
+from bot.services.queue import JobQueue
+from model import protocol
+
+log = logging.getLogger(__name__)
+
+STATUS_EVERY_S = 2.0  # how often the queue position is looked up while waiting
+DEADLINE_GRACE_S = 30.0  # a live worker answers `expired` itself; give it time to before giving up
+STALL_S = 120.0  # past the deadline, a taken job with no event for this long is given up
+CANCEL_WAIT_S = 15.0  # how long a worker may take to acknowledge /cancel
+
+
+@dataclass
+class Outcome:
+    kind: str  # done | cancelled | error | expired | timeout | chat_gone | failed
+    text: str = ""
+    finish: str = ""
+    code: str = ""
+
+
+class AnswerDelivery:
+    def __init__(self, bot: Bot, access: AccessControl, queue: JobQueue, dialogs: DialogStore, outbox: Outbox,
+                 metrics: BotMetrics, hash_user: UserHasher, message_limit: int = TELEGRAM_TEXT_LIMIT):
+        self.bot = bot
+        self.message_limit = message_limit
+        self.access = access
+        self.queue = queue
+        self.dialogs = dialogs
+        self.outbox = outbox
+        self.metrics = metrics
+        self.hash_user = hash_user
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+
+    @property
+    def active(self) -> int:
+        return len(self._tasks)
+
+    def start(self, record: dict[str, Any]) -> None:
+        job_id = record["job_id"]
+        if job_id in self._tasks:
+            return
+        task = asyncio.create_task(self._run(record), name=f"deliver-{job_id}")
+        self._tasks[job_id] = task
+        self.metrics.inflight.set(len(self._tasks))
+        task.add_done_callback(lambda _: self._forget_task(job_id))
+
+    def _forget_task(self, job_id: str) -> None:
+        self._tasks.pop(job_id, None)
+        self.metrics.inflight.set(len(self._tasks))
+
+    async def resume(self) -> int:
+        """After a restart: deliver every answer that was in flight. Returns how many."""
+        resumed = 0
+        for record in await self.access.all_inflight():
+            if record.get("entry_id"):
+                self.start(record)
+                resumed += 1
+            else:  # the bot stopped between admitting the turn and queueing it: the job never existed
+                await self._abandon(record)
+        if resumed:
+            log.info("resumed %d answers in flight", resumed)
+        return resumed
+
+    async def wait_idle(self) -> None:
+        while self._tasks:
+            await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+
+    async def close(self) -> None:
+        """Stop delivering (shutdown). In-flight records stay in Redis: the next start resumes them."""
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _abandon(self, record: dict[str, Any]) -> None:
+        t = Translator(record.get("lang", "en"))
+        for message_id in record.get("message_ids", [])[:1]:
+            try:
+                await self.outbox.edit(record["chat_id"], message_id, t("answer.failed"))
+            except ChatGone:
+                pass
+        await self.access.release(record["user_id"], record["job_id"])
+
+    # --- one answer -----------------------------------------------------------------------------------------
+
+    async def _run(self, record: dict[str, Any]) -> None:
+        started = time.monotonic()
+        t = Translator(record.get("lang", "en"))
+
+        async def remember_messages(ids: list[int]) -> None:
+            record["message_ids"] = ids
+            await self.access.update_inflight(record)
+
+        chain = MessageChain(self.outbox, record["chat_id"], record.get("message_ids", []),
+                             record.get("reply_to"), record.get("thread_id"), remember_messages,
+                             self.message_limit)
+        try:
+            async with ChatActionSender.typing(bot=self.bot, chat_id=record["chat_id"],
+                                               message_thread_id=record.get("thread_id")):
+                outcome = await self._follow(record, chain, t)
+            await self._show_outcome(outcome, chain, t)
+        except ChatGone:
+            outcome = Outcome("chat_gone")
+            await self.queue.cancel(record["job_id"])  # nobody to show it to: stop the worker too
+        except asyncio.CancelledError:
+            raise  # shutdown: the record stays for the next start
+        except Exception:  # a bug or Telegram/Redis failing for good: tell the user, keep the bot up
+            log.exception("delivery failed", extra={"job": record["job_id"]})
+            self.metrics.errors.labels(where="delivery").inc()
+            outcome = Outcome("failed")
+            await self._try_show_failure(chain, t)
+        await self._finish(record, outcome, started)
+
+    async def _follow(self, record: dict[str, Any], chain: MessageChain, t: Translator) -> Outcome:
+        job_id, entry_id = record["job_id"], record["entry_id"]
+        reply_stream = protocol.reply_key(job_id)
+        deadline = record["deadline"]
+        text, after, dirty = "", "0-0", False
+        shown_status, next_check = None, 0.0
+        taken = False
+        cancel_seen: float | None = None
+        last_event = time.time()
+        while True:
+            events = await self.queue.read(reply_stream, after, block_ms=300 if dirty else 1000)
+            for entry_id, event in events:
+                after = entry_id
+                last_event = time.time()
+                kind = event.get("event")
+                if kind == "delta":
+                    text += event.get("text", "")
+                    dirty = True
+                elif kind == "restart":  # the job is being re-run after a worker crash
+                    text, dirty = "", True
+                elif kind == "done":
+                    if event.get("finish") == "cancelled":  # the worker may not repeat the partial text
+                        return Outcome("cancelled", text=event.get("text") or text, finish="cancelled")
+                    return Outcome("done", text=event.get("text", text), finish=event.get("finish", "stop"))
+                elif kind == "error":
+                    log.warning("worker error %s: %s", event.get("code"), event.get("message"),
+                                extra={"job": job_id})
+                    return Outcome("error", text=text, code=event.get("code", "internal"))
+            if events:
+                taken = True
+            if dirty and text:
+                if record.get("first_text_at") is None:
+                    record["first_text_at"] = time.time()
+                    self.metrics.first_text_latency.observe(time.time() - record["received"])
+                dirty = not await chain.show(text, markdown=True, final=False)
+
+            now = time.time()
+            if now < next_check:
+                continue
+            next_check = now + (1.0 if text else STATUS_EVERY_S)
+            ahead = None if taken else await self.queue.ahead_of(entry_id)
+            taken = ahead is None
+            if not text:
+                status = await self._status(ahead, deadline, t)
+                if status != shown_status and await chain.show(status, markdown=False, final=False):
+                    shown_status = status
+            if await self.queue.cancel_requested(job_id):
+                cancel_seen = cancel_seen or now
+                if not taken or now - cancel_seen > CANCEL_WAIT_S or not await self.queue.workers_alive():
+                    await self.queue.withdraw(entry_id)
+                    return Outcome("cancelled", text=text, finish="cancelled")
+            if now > deadline + DEADLINE_GRACE_S and (not taken or now - last_event > STALL_S):
+                await self.queue.cancel(job_id)
+                if not taken:
+                    await self.queue.withdraw(entry_id)
+                offline = not await self.queue.workers_alive()
+                return Outcome("expired" if offline else "timeout", text=text)
+
+    async def _status(self, ahead: int | None, deadline: float, t: Translator) -> str:
+        if ahead is None:
+            return t("status.thinking")
+        if not await self.queue.workers_alive():
+            until = datetime.fromtimestamp(deadline, UTC).strftime("%H:%M")
+            return t("status.offline", until=until)
+        return t("status.next") if ahead == 0 else t("status.queued", ahead=ahead)
+
+    async def _show_outcome(self, outcome: Outcome, chain: MessageChain, t: Translator) -> None:
+        if outcome.kind in ("done", "cancelled"):
+            body = outcome.text.strip() or ("" if outcome.kind == "cancelled" else t("answer.empty"))
+            if outcome.kind == "cancelled":
+                body = f"{body}\n\n{t('answer.cancelled')}" if body else t("answer.cancelled")
+            await chain.show(body, markdown=True, final=True)
+            return
+        if outcome.kind == "error":
+            key = f"error.{outcome.code}"
+            message = t(key) if t.has(key) else t("error.other", code=outcome.code)
+        else:
+            message = t("answer.offline_expired" if outcome.kind == "expired" else "answer.timeout")
+        await chain.show(message, markdown=False, final=True)
+
+    async def _try_show_failure(self, chain: MessageChain, t: Translator) -> None:
+        try:
+            await chain.show(t("answer.failed"), markdown=False, final=True)
+        except Exception:  # already failing; the log has the first error
+            log.debug("could not show the failure either", exc_info=True)
+
+    async def _finish(self, record: dict[str, Any], outcome: Outcome, started: float) -> None:
+        chat_id, user_id, job_id = record["chat_id"], record["user_id"], record["job_id"]
+        if outcome.kind == "done":
+            await self.dialogs.append_exchange(chat_id, user_id, record["session"], record["question"],
+                                               outcome.text)
+            self.metrics.reply_latency.observe(time.time() - record["received"])
+        label = outcome.kind if outcome.kind != "error" else f"error:{outcome.code}"
+        self.metrics.replies.labels(outcome=label).inc()
+        await self.access.release(user_id, job_id)
+        await self.queue.forget(job_id)
+        log.info("answer %s", label, extra={
+            "job": job_id, "user": self.hash_user(user_id), "chars": len(outcome.text),
+            "finish": outcome.finish or None, "elapsed_ms": int((time.monotonic() - started) * 1000),
+            "since_message_ms": int((time.time() - record["received"]) * 1000)})

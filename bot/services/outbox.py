@@ -1,0 +1,173 @@
+"""Every message the bot sends or edits goes through here, so Telegram's rules are handled in one place.
+
+- Pacing: progress edits ("essential=False") are spaced per chat (1 s private, 3 s groups) and capped for
+  the whole bot; when over budget they are skipped, because the next edit carries the same text anyway.
+- 429: the chat is left alone for `retry_after`; an essential call (a final answer, a reply to a command)
+  waits that long and is delivered, a progress edit is dropped. No 429 storms, no lost answers.
+- "message is not modified" is success; "can't parse entities" resends as plain text; a reply to a deleted
+  message is sent without the reply; a user who blocked the bot raises ChatGone, which callers end quietly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from aiogram import Bot
+from aiogram.enums import ParseMode
+from aiogram.exceptions import (
+    TelegramBadRequest,
+    TelegramForbiddenError,
+    TelegramNetworkError,
+    TelegramRetryAfter,
+    TelegramServerError,
+)
+from aiogram.types import Message, ReplyParameters
+
+from bot.formatting import to_html
+from bot.observability import BotMetrics
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+_MAX_SERVER_RETRIES = 5
+
+
+class ChatGone(Exception):
+    """The user blocked the bot, or the bot was removed from the group: nothing more can be delivered."""
+
+
+class Skipped(Exception):
+    """A progress edit was not sent (pacing or flood control); the next one will carry the text."""
+
+
+class Outbox:
+    def __init__(self, bot: Bot, metrics: BotMetrics, private_interval_s: float, group_interval_s: float,
+                 edits_per_second: float):
+        self.bot = bot
+        self.metrics = metrics
+        self.private_interval_s = private_interval_s
+        self.group_interval_s = group_interval_s
+        self.edits_per_second = edits_per_second
+        self._quiet_until: dict[int, float] = {}  # chat -> monotonic time before which we do not call
+        self._next_edit: dict[int, float] = {}  # chat -> earliest next progress edit
+        self._tokens = edits_per_second
+        self._refilled = time.monotonic()
+
+    def edit_interval(self, chat_id: int) -> float:
+        return self.private_interval_s if chat_id > 0 else self.group_interval_s
+
+    # --- public ---------------------------------------------------------------------------------------------
+
+    async def send(self, chat_id: int, text: str, *, reply_to: int | None = None, markdown: bool = False,
+                   thread_id: int | None = None) -> int:
+        """Send a message (interface HTML, or model markdown when `markdown`); returns its message_id."""
+        reply = ReplyParameters(message_id=reply_to, allow_sending_without_reply=True) if reply_to else None
+
+        async def attempt(body: str, parse_mode: str | None) -> int:
+            message = await self.bot.send_message(chat_id=chat_id, text=body, parse_mode=parse_mode,
+                                                  reply_parameters=reply, message_thread_id=thread_id)
+            return message.message_id
+
+        return await self._with_fallback(chat_id, text, markdown, attempt, essential=True)
+
+    async def reply(self, message: Message, text: str) -> int | None:
+        """Answer a user's message with interface HTML; a chat that is gone is logged, not raised."""
+        thread_id = message.message_thread_id if message.is_topic_message else None
+        try:
+            return await self.send(message.chat.id, text, reply_to=message.message_id, thread_id=thread_id)
+        except ChatGone:
+            log.info("chat is gone; reply dropped")
+            return None
+
+    async def edit(self, chat_id: int, message_id: int, text: str, *, markdown: bool = False,
+                   essential: bool = True) -> bool:
+        """Edit a message. False when it no longer exists (deleted by the user): the caller sends anew.
+        A non-essential edit raises Skipped when pacing or flood control holds it back."""
+        if not essential:
+            self._take_edit_slot(chat_id)
+
+        async def attempt(body: str, parse_mode: str | None) -> bool:
+            await self.bot.edit_message_text(chat_id=chat_id, message_id=message_id, text=body,
+                                             parse_mode=parse_mode)
+            return True
+
+        try:
+            return await self._with_fallback(chat_id, text, markdown, attempt, essential=essential)
+        except TelegramBadRequest as exc:
+            description = exc.message.lower()
+            if "not modified" in description:
+                return True
+            if "message to edit not found" in description or "can't be edited" in description:
+                return False
+            raise
+
+    async def delete(self, chat_id: int, message_id: int) -> None:
+        try:
+            await self._call(chat_id, lambda: self.bot.delete_message(chat_id=chat_id, message_id=message_id),
+                             essential=False)
+        except (TelegramBadRequest, Skipped):
+            pass  # already gone, or too old to delete: harmless
+
+    # --- internals ------------------------------------------------------------------------------------------
+
+    def _take_edit_slot(self, chat_id: int) -> None:
+        now = time.monotonic()
+        if now < self._quiet_until.get(chat_id, 0) or now < self._next_edit.get(chat_id, 0):
+            raise Skipped
+        self._tokens = min(self.edits_per_second, self._tokens + (now - self._refilled) * self.edits_per_second)
+        self._refilled = now
+        if self._tokens < 1:
+            raise Skipped
+        self._tokens -= 1
+        self._next_edit[chat_id] = now + self.edit_interval(chat_id)
+        if len(self._next_edit) > 10_000:  # forget chats that are long quiet
+            self._next_edit = {c: t for c, t in self._next_edit.items() if t > now}
+            self._quiet_until = {c: t for c, t in self._quiet_until.items() if t > now}
+
+    async def _with_fallback(self, chat_id: int, text: str, markdown: bool,
+                             attempt: Callable[[str, str | None], Awaitable[T]], essential: bool) -> T:
+        body = to_html(text) if markdown else text
+        try:
+            return await self._call(chat_id, lambda: attempt(body, ParseMode.HTML), essential)
+        except TelegramBadRequest as exc:
+            if "can't parse entities" not in exc.message.lower() and "unsupported start tag" not in exc.message:
+                raise
+            log.warning("Telegram refused our HTML, sending plain text: %s", exc.message)
+            self.metrics.errors.labels(where="parse_entities").inc()
+            return await self._call(chat_id, lambda: attempt(text, None), essential)
+
+    async def _call(self, chat_id: int, make: Callable[[], Awaitable[T]], essential: bool) -> T:
+        server_failures = 0
+        while True:
+            wait = self._quiet_until.get(chat_id, 0) - time.monotonic()
+            if wait > 0:
+                if not essential:
+                    raise Skipped
+                await asyncio.sleep(wait)
+            try:
+                return await make()
+            except TelegramRetryAfter as exc:
+                self.metrics.telegram_retry_after.inc()
+                self._quiet_until[chat_id] = time.monotonic() + exc.retry_after
+                log.info("flood control: chat quiet for %s s", exc.retry_after,
+                         extra={"retry_after": exc.retry_after, "essential": essential})
+                if not essential:
+                    raise Skipped from None
+            except TelegramForbiddenError as exc:
+                raise ChatGone(exc.message) from None
+            except TelegramBadRequest as exc:
+                if "chat not found" in exc.message.lower():
+                    raise ChatGone(exc.message) from None
+                raise
+            except (TelegramServerError, TelegramNetworkError) as exc:
+                if not essential:
+                    raise Skipped from exc
+                server_failures += 1
+                if server_failures > _MAX_SERVER_RETRIES:
+                    raise
+                log.warning("Telegram failed (%s), retrying", type(exc).__name__)
+                await asyncio.sleep(min(0.5 * 2 ** server_failures, 10))

@@ -1,0 +1,105 @@
+"""The bot's side of the wire protocol (CONTRACT.md, model/protocol.py): queue jobs, read their replies,
+cancel them, and look at the queue and the workers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+from model import protocol
+
+_CANCEL_TTL_S = 600  # as the contract says
+
+
+def _stream_id(value: bytes | str) -> tuple[int, int]:
+    text = value.decode() if isinstance(value, bytes) else value
+    ms, _, seq = text.partition("-")
+    return int(ms), int(seq or 0)
+
+
+@dataclass
+class QueueState:
+    waiting: int  # not yet taken by any worker
+    running: int  # taken, not yet acknowledged
+    workers: int  # live heartbeats
+
+
+class JobQueue:
+    def __init__(self, redis: Redis):
+        self.redis = redis
+
+    async def submit(self, job: protocol.Job) -> str:
+        """XADD the job; returns its stream entry id (needed to tell its queue position)."""
+        entry_id = await self.redis.xadd(protocol.JOBS_STREAM, {"job": job.to_json()})
+        return entry_id.decode()
+
+    async def read(self, reply_stream: str, after: str, block_ms: int) -> list[tuple[str, dict[str, Any]]]:
+        """Reply events after entry `after` ('0-0' = from the start), waiting up to block_ms for the first."""
+        found = await self.redis.xread({reply_stream: after}, block=max(1, block_ms), count=500)
+        if not found:
+            return []
+        _, entries = found[0]
+        return [(entry_id.decode(), protocol.decode_event(fields)) for entry_id, fields in entries]
+
+    async def cancel(self, job_id: str) -> None:
+        await self.redis.set(protocol.cancel_key(job_id), 1, ex=_CANCEL_TTL_S)
+
+    async def cancel_requested(self, job_id: str) -> bool:
+        return bool(await self.redis.exists(protocol.cancel_key(job_id)))
+
+    async def withdraw(self, entry_id: str) -> None:
+        """Remove a job no worker has taken yet (cancelled, or expired while every worker was down).
+        If a worker takes it in the same instant, the cancel key still stops it."""
+        await self.redis.xdel(protocol.JOBS_STREAM, entry_id)
+
+    async def forget(self, job_id: str) -> None:
+        """After delivery nobody reads the reply stream again. (A cancel flag stays until its TTL: a worker
+        that took the job in the last instant must still see it.)"""
+        await self.redis.delete(protocol.reply_key(job_id))
+
+    async def _last_delivered(self) -> tuple[tuple[int, int], dict[str, Any] | None]:
+        try:
+            groups = await self.redis.xinfo_groups(protocol.JOBS_STREAM)
+        except ResponseError:  # no stream yet
+            return (0, 0), None
+        for group in groups:
+            name = group["name"].decode() if isinstance(group["name"], bytes) else group["name"]
+            if name == protocol.GROUP:
+                return _stream_id(group["last-delivered-id"]), group
+        return (0, 0), None  # no worker ever connected: everything is waiting
+
+    async def ahead_of(self, entry_id: str, cap: int = 1000) -> int | None:
+        """How many jobs still wait before this one; None once a worker has taken it."""
+        last, _ = await self._last_delivered()
+        if _stream_id(entry_id) <= last:
+            return None
+        start = f"({last[0]}-{last[1]}"
+        ahead = await self.redis.xrange(protocol.JOBS_STREAM, min=start, max=f"({entry_id}", count=cap)
+        return len(ahead)
+
+    async def workers_alive(self) -> int:
+        count = 0
+        async for _ in self.redis.scan_iter(match=protocol.HEARTBEAT_PATTERN, count=100):
+            count += 1
+        return count
+
+    async def state(self) -> QueueState:
+        _, group = await self._last_delivered()
+        if group is None:
+            try:
+                waiting = await self.redis.xlen(protocol.JOBS_STREAM)
+            except ResponseError:
+                waiting = 0
+            running = 0
+        else:
+            lag = group.get("lag")  # Redis cannot tell it after an XDEL in the range: count then
+            if lag is None:
+                last = _stream_id(group["last-delivered-id"])
+                lag = len(await self.redis.xrange(protocol.JOBS_STREAM, min=f"({last[0]}-{last[1]}",
+                                                  count=10_000))
+            waiting = int(lag)
+            running = int(group.get("pending", 0))
+        return QueueState(waiting=waiting, running=running, workers=await self.workers_alive())

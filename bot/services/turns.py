@@ -1,0 +1,252 @@
+"""From the user's message(s) to a queued job: check, admit, show a placeholder, fetch images, queue.
+
+Order matters. Cheap checks first (content, sizes, text length) so a refusal costs nothing; then admission
+(ban, one answer in flight, rate limit: atomic, in Redis); then the placeholder, at once; only then the slow
+part (downloading and decoding images), so a user is never left staring at nothing. A turn that fails after
+admission (a broken image) is refunded: it does not count against the limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from aiogram import Bot
+from aiogram.exceptions import TelegramAPIError
+from aiogram.types import Message
+
+from bot.i18n import Translator
+from bot.observability import BotMetrics, UserHasher
+from bot.services.access import AccessControl
+from bot.services.delivery import AnswerDelivery
+from bot.services.dialogs import DialogStore
+from bot.services.outbox import ChatGone, Outbox
+from bot.services.queue import JobQueue
+from bot.settings import Settings
+from model import protocol
+from model.images import ImageError, ImageLimits, load_image
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".avif", ".heic")
+
+
+@dataclass
+class ImageRef:
+    file_id: str
+    file_size: int | None
+
+
+class TurnProblem(Exception):
+    """Something to tell the user instead of answering: an i18n key and its fields."""
+
+    def __init__(self, key: str, **fields: Any):
+        super().__init__(key)
+        self.key = key
+        self.fields = fields
+
+
+class TurnService:
+    def __init__(self, bot: Bot, settings: Settings, access: AccessControl, dialogs: DialogStore, queue: JobQueue,
+                 delivery: AnswerDelivery, outbox: Outbox, metrics: BotMetrics, hash_user: UserHasher):
+        self.bot = bot
+        self.settings = settings
+        self.access = access
+        self.dialogs = dialogs
+        self.queue = queue
+        self.delivery = delivery
+        self.outbox = outbox
+        self.metrics = metrics
+        self.hash_user = hash_user
+        self.image_limits = ImageLimits(max_bytes=settings.max_file_bytes, max_pixels=settings.max_image_pixels)
+
+    # --- entry points -----------------------------------------------------------------------------------
+
+    async def ask(self, messages: list[Message], t: Translator) -> None:
+        """A new turn from a message, or from an album's messages."""
+        first = messages[0]
+        try:
+            images, text = await self._collect(messages)
+        except TurnProblem as problem:
+            self.metrics.refusals.labels(reason=problem.key).inc()
+            await self._reply(first, t(problem.key, **problem.fields))
+            return
+        record = await self._admit(first, t)
+        if record is None:
+            return
+        try:
+            parts = [{"type": "image", "key": await self._fetch(image)} for image in images]
+        except TurnProblem as problem:
+            log.info("turn refused: %s", problem.key, extra={"user": self.hash_user(first.from_user.id)})
+            await self._give_up(record, t(problem.key, **problem.fields), refund=True)
+            return
+        if text or not parts:
+            parts.append({"type": "text", "text": text})
+        else:  # a photo alone: the usual wish is a description, and follow-ups can build on it
+            parts.append({"type": "text", "text": t("default_question")})
+        await self._queue(record, {"role": "user", "content": parts})
+
+    async def retry(self, message: Message, t: Translator) -> None:
+        question = await self.dialogs.last_question(message.chat.id, message.from_user.id)
+        if question is None:
+            await self._reply(message, t("retry.nothing"))
+            return
+        record = await self._admit(message, t)
+        if record is None:
+            return
+        await self.dialogs.drop_last_exchange_if(message.chat.id, message.from_user.id, question)
+        await self._queue(record, question)
+
+    # --- steps ------------------------------------------------------------------------------------------
+
+    async def _collect(self, messages: list[Message]) -> tuple[list[ImageRef], str]:
+        images: list[ImageRef] = []
+        texts: list[str] = []
+        unsupported: str | None = None
+        for message in messages:
+            if message.photo:
+                images.append(self._pick_photo(message))
+            elif message.document:
+                images.append(self._image_document(message))
+            elif message.text is None and message.caption is None:
+                unsupported = "unsupported.other"
+            if text := (message.text or message.caption or "").strip():
+                texts.append(text)
+        reply = messages[0].reply_to_message
+        if not images and reply and reply.photo and reply.from_user and reply.from_user.id != self.bot.id:
+            images.append(self._pick_photo(reply))  # "@bot what is this?" in reply to someone's photo
+        text = await self._without_mention("\n".join(texts))
+        if not images and not text:
+            raise TurnProblem(unsupported or "empty_turn")
+        if len(text) > self.settings.max_text_chars:
+            raise TurnProblem("text_too_long", length=len(text), max_chars=self.settings.max_text_chars)
+        if len(images) > self.settings.max_images_per_turn:
+            raise TurnProblem("too_many_images", max_images=self.settings.max_images_per_turn)
+        return images, text
+
+    def _pick_photo(self, message: Message) -> ImageRef:
+        """The largest size within our limits (Telegram sends several, smallest first)."""
+        fitting = [size for size in message.photo if (size.file_size or 0) <= self.settings.max_file_bytes
+                   and size.width * size.height <= self.settings.max_image_pixels]
+        if not fitting:
+            raise self._too_large(max(size.file_size or 0 for size in message.photo))
+        best = max(fitting, key=lambda size: size.width * size.height)
+        return ImageRef(best.file_id, best.file_size)
+
+    def _image_document(self, message: Message) -> ImageRef:
+        document = message.document
+        name = (document.file_name or "").lower()
+        if not ((document.mime_type or "").startswith("image/") or name.endswith(IMAGE_EXTENSIONS)):
+            raise TurnProblem("unsupported.file")
+        if (document.file_size or 0) > self.settings.max_file_bytes:
+            raise self._too_large(document.file_size)
+        return ImageRef(document.file_id, document.file_size)
+
+    def _too_large(self, size: int | None) -> TurnProblem:
+        return TurnProblem("file_too_large", size=f"{(size or 0) / 2**20:.1f}",
+                           max_mb=self.settings.max_file_bytes // 2**20)
+
+    async def _without_mention(self, text: str) -> str:
+        me = await self.bot.me()
+        if me.username:
+            text = re.sub(rf"@{re.escape(me.username)}\b", "", text, flags=re.IGNORECASE)
+        return text.strip()
+
+    async def _admit(self, message: Message, t: Translator) -> dict[str, Any] | None:
+        """The in-flight record when the turn may go ahead; otherwise tells the user why not."""
+        user_id = message.from_user.id
+        thread_id = message.message_thread_id if message.is_topic_message else None
+        record = {"job_id": uuid.uuid4().hex, "user_id": user_id, "chat_id": message.chat.id,
+                  "thread_id": thread_id, "reply_to": message.message_id, "lang": t.language,
+                  "received": time.time(), "message_ids": [], "entry_id": None}
+        ttl = int(self.settings.job_timeout_s) + 600
+        admission = await self.access.admit(user_id, record, ttl)
+        if admission.ok:
+            try:
+                record["message_ids"] = [await self.outbox.send(message.chat.id, t("status.thinking"),
+                                                                reply_to=message.message_id,
+                                                                thread_id=thread_id)]
+            except ChatGone:
+                await self.access.release(user_id, record["job_id"])
+                await self.access.refund(user_id, record["job_id"])
+                return None
+            await self.access.update_inflight(record)
+            return record
+        self.metrics.refusals.labels(reason=admission.verdict).inc()
+        if admission.verdict == "busy":
+            await self._reply(message, t("busy"))
+        elif admission.verdict == "limited":
+            await self._reply(message, t("limited", limit=t.limit(*admission.limit),
+                                         wait=t.duration(admission.retry_in_s)))
+        elif admission.verdict == "banned" and await self.access.should_tell_banned(user_id):
+            await self._reply(message, t("banned"))
+        return None
+
+    async def _fetch(self, image: ImageRef) -> str:
+        """Download, check that it decodes within our limits, store once by hash. Returns its image key."""
+        try:
+            file = await self.bot.get_file(image.file_id)
+            if (file.file_size or 0) > self.settings.max_file_bytes:
+                raise self._too_large(file.file_size)
+            buffer = await self.bot.download_file(file.file_path, timeout=60)
+            data = buffer.getvalue()
+        except (TelegramAPIError, aiohttp.ClientError, TimeoutError) as exc:
+            log.warning("could not download an image: %s", exc)
+            self.metrics.errors.labels(where="download").inc()
+            raise TurnProblem("download_failed") from exc
+        try:
+            await asyncio.to_thread(load_image, data, self.image_limits)  # decoding is CPU work
+        except ImageError as exc:
+            log.info("image refused: %s", exc)
+            raise TurnProblem(f"image.{exc.code}") from exc
+        return await self.dialogs.store_image(data)
+
+    async def _queue(self, record: dict[str, Any], question: dict[str, Any]) -> None:
+        chat_id, user_id = record["chat_id"], record["user_id"]
+        history = await self.dialogs.messages(chat_id, user_id)
+        gone = set(await self.dialogs.keep_images_alive([*history, question]))
+        if gone & {part.get("key") for part in question["content"]}:
+            t = Translator(record["lang"])
+            await self._give_up(record, t("error.image_missing"), refund=True)
+            return
+        messages = [self._without_images(m, gone) for m in history] + [question]
+        if self.settings.system_prompt:
+            messages.insert(0, {"role": "system", "content": [{"type": "text", "text": self.settings.system_prompt}]})
+        job = protocol.new_job(messages, self.settings.generation_params, self.settings.job_timeout_s,
+                               job_id=record["job_id"])
+        record.update(question=question, session=await self.dialogs.session(chat_id, user_id),
+                      deadline=job.deadline)
+        await self.dialogs.remember_question(chat_id, user_id, question)
+        record["entry_id"] = await self.queue.submit(job)
+        await self.access.update_inflight(record)
+        await self.access.record_turn(user_id)
+        self.metrics.turns.inc()
+        self.delivery.start(record)
+
+    @staticmethod
+    def _without_images(message: dict[str, Any], gone: set[str]) -> dict[str, Any]:
+        """An expired picture in old history must not fail the whole job (`image_missing`): drop it."""
+        if not gone:
+            return message
+        content = [p for p in message["content"] if p.get("type") != "image" or p.get("key") not in gone]
+        return {**message, "content": content or [{"type": "text", "text": ""}]}
+
+    async def _give_up(self, record: dict[str, Any], text: str, refund: bool) -> None:
+        try:
+            for message_id in record["message_ids"][:1]:
+                if not await self.outbox.edit(record["chat_id"], message_id, text):
+                    await self.outbox.send(record["chat_id"], text, reply_to=record["reply_to"])
+        except ChatGone:
+            pass
+        await self.access.release(record["user_id"], record["job_id"])
+        if refund:
+            await self.access.refund(record["user_id"], record["job_id"])
+
+    async def _reply(self, message: Message, text: str) -> None:
+        await self.outbox.reply(message, text)

@@ -1,0 +1,106 @@
+"""The bot's settings: environment variables (and `.env`), validated once at start. See docs/bot.md.
+
+Everything has a default except BOT_TOKEN, so `python -m bot` with just a token is a working bot.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+WINDOWS = {"minute": 60, "hour": 3600, "day": 86400}
+
+
+def parse_limit(text: str) -> tuple[int, int]:
+    """'20/hour' -> (20, 3600). Raises ValueError with a message fit for people."""
+    count, sep, window = text.strip().lower().partition("/")
+    if not sep or window not in WINDOWS or not count.isdigit():
+        raise ValueError(f"limit must look like 20/hour (N/minute, N/hour or N/day), got {text!r}")
+    if not 0 < int(count) <= 1_000_000:
+        raise ValueError(f"the number of turns must be between 1 and 1000000, got {count}")
+    return int(count), WINDOWS[window]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    # --- contract variables ---------------------------------------------------------------------------
+    bot_token: SecretStr
+    telegram_api_url: str | None = None  # a self-hosted telegram-bot-api or the local playground server
+    redis_url: str = "redis://localhost:6379/0"
+    admin_ids: Annotated[frozenset[int], NoDecode] = frozenset()
+
+    # --- conversation -----------------------------------------------------------------------------------
+    default_rate_limit: str = "30/hour"  # turns per user; admins change it at run time with /setlimit
+    dialog_max_turns: int = Field(10, ge=1, le=100)  # question+answer pairs kept as context
+    dialog_ttl_s: int = Field(7 * 86400, ge=60)  # a dialog nobody touches for this long is forgotten
+    system_prompt: str = ""  # optional system message put before every dialog
+    max_text_chars: int = Field(3000, ge=1)
+    max_file_bytes: int = Field(20 * 1024 * 1024, ge=1, le=20 * 1024 * 1024)  # getFile cannot go above 20 MB
+    max_image_pixels: int = Field(40_000_000, ge=1)
+    max_images_per_turn: int = Field(4, ge=1, le=10)  # an album has up to 10 items
+    album_wait_s: float = Field(0.8, gt=0)  # album items arrive as separate updates: wait this long for more
+
+    # --- jobs ---------------------------------------------------------------------------------------------
+    job_timeout_s: float = Field(600, gt=0)  # the job's deadline: a turn waits for a worker this long at most
+    max_new_tokens: int = Field(512, ge=1)
+    temperature: float = Field(0.7, ge=0)
+    top_p: float = Field(0.9, gt=0, le=1)
+
+    # --- Telegram output ----------------------------------------------------------------------------------
+    edit_interval_private_s: float = Field(1.0, ge=0)  # Telegram: about one message per second per chat
+    edit_interval_group_s: float = Field(3.0, ge=0)  # and 20 per minute in a group
+    message_max_chars: int = Field(4096, ge=200, le=4096)  # longer answers continue in further messages
+    max_edits_per_second: float = Field(25, gt=0)  # under Telegram's ~30/s for the whole bot; finals bypass it
+
+    # --- running --------------------------------------------------------------------------------------------
+    webhook_url: str | None = None  # public https URL Telegram posts to; unset = long polling
+    webhook_path: str = "/webhook"
+    webhook_host: str = "0.0.0.0"
+    webhook_port: int = 8080
+    webhook_secret: SecretStr | None = None  # checked against X-Telegram-Bot-Api-Secret-Token; random if unset
+    metrics_port: int | None = 9101  # Prometheus /metrics; 0 or empty disables it
+    metrics_host: str = "0.0.0.0"
+    log_level: str = "INFO"
+    log_format: str = "json"  # json (one object per line) or text
+
+    @field_validator("admin_ids", mode="before")
+    @classmethod
+    def _split_ids(cls, value: object) -> object:
+        if isinstance(value, str):
+            return frozenset(int(part) for part in value.replace(";", ",").split(",") if part.strip())
+        if isinstance(value, int):
+            return frozenset([value])
+        return value
+
+    @field_validator("default_rate_limit")
+    @classmethod
+    def _check_limit(cls, value: str) -> str:
+        parse_limit(value)
+        return value
+
+    @field_validator("telegram_api_url", "webhook_url", "metrics_port", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _derived(self) -> Settings:
+        if self.metrics_port == 0:
+            self.metrics_port = None
+        return self
+
+    @property
+    def default_limit(self) -> tuple[int, int]:
+        return parse_limit(self.default_rate_limit)
+
+    @property
+    def image_ttl_s(self) -> int:
+        # Images must outlive every dialog and job that may still refer to them.
+        return self.dialog_ttl_s + int(self.job_timeout_s) + 3600
+
+    @property
+    def generation_params(self) -> dict[str, float | int]:
+        return {"max_new_tokens": self.max_new_tokens, "temperature": self.temperature, "top_p": self.top_p}
