@@ -341,3 +341,130 @@ async def test_not_found_downloads_and_methods_errors(server, bot, user):
         await bot.send_message(-100123, "x")
     with pytest.raises(TelegramBadRequest, match="message to delete not found"):
         await bot.delete_message(user.id, 12345)
+
+
+async def test_real_dispatcher_polling_and_webhook_reply(server, bot):
+    """aiogram's own polling loop and its webhook handler (answering with a method) work unchanged."""
+    from aiogram import Dispatcher, F, Router
+    from aiogram.filters import Command
+    from aiogram.types import Message
+    from aiogram.webhook.aiohttp_server import SimpleRequestHandler
+
+    router = Router()
+
+    @router.message(Command("start"))
+    async def start(message: Message) -> None:
+        await message.answer(f"<b>Hi</b> {message.from_user.first_name}", parse_mode="HTML")
+
+    @router.message(F.text)
+    async def echo(message: Message):
+        return message.reply(f"echo: {message.text}")  # returned: goes back in the webhook's response
+
+    dispatcher = Dispatcher()
+    dispatcher.include_router(router)
+    ann = await server.create_user(first_name="Ann")
+    polling = asyncio.create_task(dispatcher.start_polling(bot, handle_signals=False, polling_timeout=1))
+    question = await server.send_text(ann.id, "/start")
+    answer = await server.wait_for_bot_message(ann.id, after=question.message_id, timeout=5)
+    assert answer.text == "Hi Ann" and answer.entities == [{"type": "bold", "offset": 0, "length": 2}]
+    await dispatcher.stop_polling()
+    await polling
+
+    app = web.Application()
+    SimpleRequestHandler(dispatcher, bot, handle_in_background=False, secret_token="k3y").register(
+        app, path="/hook"
+    )
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        await bot.set_webhook(f"http://127.0.0.1:{runner.addresses[0][1]}/hook", secret_token="k3y")
+        question = await server.send_text(ann.id, "ping")
+        answer = await server.wait_for_bot_message(ann.id, after=question.message_id, timeout=5)
+        assert answer.text == "echo: ping"
+        assert answer.data["reply_to_message"]["message_id"] == question.message_id
+    finally:
+        await bot.delete_webhook()
+        await runner.cleanup()
+
+
+async def test_bot_sends_photo_and_document_by_upload_and_file_id(server, bot, user):
+    sent = await bot.send_photo(
+        user.id, BufferedInputFile(png(400, 300), "p.png"), caption="<i>look</i>", parse_mode="HTML"
+    )
+    assert [(p.width, p.height) for p in sent.photo] == [(90, 68), (320, 240), (400, 300)]
+    assert sent.caption == "look" and sent.caption_entities[0].type == "italic"
+    again = await bot.send_photo(user.id, sent.photo[-1].file_id)
+    assert again.photo[-1].file_id == sent.photo[-1].file_id
+    doc = await bot.send_document(user.id, BufferedInputFile(b"a,b\n1,2\n", "table.csv"))
+    assert (doc.document.file_name, doc.document.mime_type, doc.document.file_size) == (
+        "table.csv",
+        "text/csv",
+        8,
+    )
+    assert (await bot.download(doc.document.file_id)).getvalue() == b"a,b\n1,2\n"
+    with pytest.raises(TelegramBadRequest, match="IMAGE_PROCESS_FAILED"):
+        await bot.send_photo(user.id, BufferedInputFile(b"not an image", "x.jpg"))
+
+
+async def test_group_privacy_mode(server, bot):
+    ann = await server.create_user(first_name="Ann")
+    bob = await server.create_user(first_name="Bob")
+    group = await server.create_group("Friends", [ann.id, bob.id])
+    await bot.get_updates(offset=-1)  # skip the "bot added" update
+    await server.send_text(ann.id, "just chatting", chat_id=group.id)
+    await server.send_text(ann.id, "what is this?", chat_id=group.id, mention=True)
+    await server.send_text(bob.id, "/help@omni_test_bot", chat_id=group.id)
+    await server.send_text(bob.id, "/help@other_bot", chat_id=group.id)
+    answer = await bot.send_message(group.id, "an answer")
+    await server.send_text(ann.id, "and more?", chat_id=group.id, reply_to=answer.message_id)
+    updates = await bot.get_updates(offset=-100)
+    texts = [u.message.text for u in updates if u.message]
+    assert texts == ["@omni_test_bot what is this?", "/help@omni_test_bot", "and more?"]
+    mention = updates[-3].message.entities[0]
+    assert (mention.type, mention.offset, mention.length) == ("mention", 0, 14)
+    assert updates[-1].message.reply_to_message.message_id == answer.message_id
+    assert len(server.transcript(group.id)) == 6  # the members see everything
+
+
+async def test_buttons_callbacks_chat_info_delete_and_actions(server, bot, user):
+    from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
+
+    markup = InlineKeyboardMarkup(
+        inline_keyboard=[[InlineKeyboardButton(text="Again", callback_data="retry")]]
+    )
+    sent = await bot.send_message(user.id, "answer", reply_markup=markup)
+    assert sent.reply_markup.inline_keyboard[0][0].callback_data == "retry"
+    query_id = await server.press_button(user.id, sent.message_id, "retry")
+    updates = await bot.get_updates(allowed_updates=["message", "callback_query"])
+    assert updates[-1].callback_query.data == "retry" and updates[-1].callback_query.id == query_id
+    assert await bot.answer_callback_query(query_id, text="ok")
+    assert server.bot().callback_answers[query_id]["text"] == "ok"
+    with pytest.raises(TelegramBadRequest, match="query is too old"):
+        await bot.answer_callback_query(query_id)
+
+    chat = await bot.get_chat(user.id)
+    assert (chat.type, chat.first_name, chat.username) == ("private", "Ann", "ann")
+    member = await bot.get_chat_member(user.id, user.id)
+    assert member.status == "member" and member.user.id == user.id
+
+    await bot.send_chat_action(user.id, "typing")
+    assert server.chat(user.id).current_action() == "typing"
+    with pytest.raises(TelegramBadRequest, match="wrong parameter action"):
+        await bot.send_chat_action(user.id, "dancing")
+    assert await bot.delete_message(user.id, sent.message_id)
+    assert server.transcript(user.id)[-1].deleted
+    assert sent.message_id not in [m.message_id for m in server.bot_messages(user.id)]
+    with pytest.raises(TelegramBadRequest, match="message to delete not found"):
+        await bot.delete_message(user.id, sent.message_id)
+
+
+async def test_edits_count_against_the_rate_limit(server, bot, user):
+    server.set_rate_limits(enabled=True, private_per_second=2.0, private_burst=1)
+    sent = await bot.send_message(user.id, "1")
+    with pytest.raises(TelegramRetryAfter):
+        await bot.edit_message_text("2", chat_id=user.id, message_id=sent.message_id)
+    await asyncio.sleep(0.55)
+    await bot.edit_message_text("2", chat_id=user.id, message_id=sent.message_id)
+    assert server.max_rate(user.id, window=0.5) == 1
+    assert server.calls["editMessageText"] == 2

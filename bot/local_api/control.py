@@ -5,16 +5,14 @@ Mixed into LocalBotAPI; every method here has an HTTP twin under /_control/ (con
 
 from __future__ import annotations
 
-import re
 import secrets
-import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import media
 from .entities import detect_entities, sort_entities
 from .errors import ControlError
-from .state import BotAccount, Chat, StoredMessage, User
+from .state import BotAccount, Chat, StoredMessage, User, membership_update
 
 if TYPE_CHECKING:
     from .server import LocalBotAPI
@@ -30,17 +28,24 @@ class Control:
     async def create_user(
         self: LocalBotAPI,
         user_id: int | None = None,
-        first_name: str = "User",
+        first_name: str | None = None,
         *,
         username: str | None = None,
         last_name: str | None = None,
-        language_code: str | None = "en",
+        language_code: str | None = None,
     ) -> User:
-        """A Telegram user (the same id again returns that user). Their private chat with the bot
-        appears when they first write to it, as in Telegram."""
+        """A Telegram user (defaults: "User", language "en"). The same id again returns that user, with
+        the fields given here changed. Their private chat appears when they first write, as in Telegram."""
         if user_id is not None and user_id in self.users:
-            return self.users[user_id]
-        user = User(user_id or next(self._user_ids), first_name, username, last_name, language_code)
+            user = self.users[user_id]
+            changes = {"first_name": first_name, "username": username, "last_name": last_name}
+            for key, value in {**changes, "language_code": language_code}.items():
+                if value is not None:
+                    setattr(user, key, value)
+            return user
+        user = User(
+            user_id or next(self._user_ids), first_name or "User", username, last_name, language_code or "en"
+        )
         self.users[user.id] = user
         return user
 
@@ -67,7 +72,7 @@ class Control:
             chat.admins.add(bot.me.id)
         bot.chats[chat.id] = chat
         inviter = self.users[min(member_ids)] if member_ids else bot.me
-        bot.updates.push("my_chat_member", _membership(chat, inviter, bot.me, "left", "member"))
+        bot.updates.push("my_chat_member", membership_update(chat, inviter, bot.me, "left", "member"))
         self.events.notify()
         return chat
 
@@ -80,7 +85,7 @@ class Control:
         if chat.blocked != blocked:
             chat.blocked = blocked
             old, new = ("member", "kicked") if blocked else ("kicked", "member")
-            bot.updates.push("my_chat_member", _membership(chat, user, bot.me, old, new))
+            bot.updates.push("my_chat_member", membership_update(chat, user, bot.me, old, new))
             self.emit(bot, "blocked", chat, blocked=blocked)
 
     def _user(self: LocalBotAPI, user_id: int) -> User:
@@ -124,7 +129,7 @@ class Control:
             content["reply_to_message"] = {k: v for k, v in target.data.items() if k != "reply_to_message"}
         message = chat.add_message(user, content, from_bot=False)
         self.emit(bot, "message", chat, message)
-        if _visible_to_bot(bot, chat, message):
+        if bot.sees(chat, message):
             bot.updates.push("message", message.data)
         return message
 
@@ -285,38 +290,3 @@ class Control:
         )
         self.events.notify()
         return query_id
-
-
-def _visible_to_bot(bot: BotAccount, chat: Chat, message: StoredMessage) -> bool:
-    """Group privacy mode: a bot sees commands, mentions of it and replies to it; everything in private."""
-    if not chat.is_group or not bot.privacy_mode:
-        return True
-    data = message.data
-    text = data.get("text") or data.get("caption") or ""
-    username = (bot.me.username or "").lower()
-    if text.startswith("/"):
-        command = text.split(maxsplit=1)[0]
-        if "@" not in command or command.split("@", 1)[1].lower() == username:
-            return True
-    if re.search(rf"(?<![\w@])@{re.escape(username)}(?!\w)", text, re.IGNORECASE):
-        return True
-    reply = data.get("reply_to_message")
-    return bool(reply and reply.get("from", {}).get("id") == bot.me.id)
-
-
-def _membership(chat: Chat, actor: User, bot_user: User, old: str, new: str) -> dict[str, Any]:
-    return {
-        "chat": chat.to_json(),
-        "from": actor.to_json(),
-        "date": int(time.time()),
-        "old_chat_member": {
-            "status": old,
-            "user": bot_user.to_json(),
-            **({"until_date": 0} if old == "kicked" else {}),
-        },
-        "new_chat_member": {
-            "status": new,
-            "user": bot_user.to_json(),
-            **({"until_date": 0} if new == "kicked" else {}),
-        },
-    }

@@ -7,8 +7,11 @@ import mimetypes
 from io import BytesIO
 from typing import Any
 
+import aiohttp
 from PIL import Image, UnidentifiedImageError
 
+from .errors import bad_request
+from .params import Params, Upload
 from .state import FileRecord, FileStore
 
 THUMBNAIL_SIDES = (90, 320, 800, 1280)  # Telegram's s/m/x/y sizes
@@ -151,3 +154,36 @@ def video(
         "file_size": record.size,
     }
     return record.media
+
+
+async def _file_bytes(http: aiohttp.ClientSession, source: Upload | str) -> tuple[bytes, str, str]:
+    """(bytes, file name, content type) of an uploaded part or an http(s) URL."""
+    if isinstance(source, Upload):
+        return source.data, source.filename, source.content_type
+    try:
+        async with http.get(source, timeout=aiohttp.ClientTimeout(total=20)) as response:
+            response.raise_for_status()
+            name = source.rsplit("/", 1)[-1].split("?")[0] or "file"
+            return await response.read(), name, response.content_type
+    except (aiohttp.ClientError, TimeoutError):
+        raise bad_request("failed to get HTTP URL content") from None
+
+
+async def from_params(files: FileStore, http: aiohttp.ClientSession, p: Params, field: str) -> Any:
+    """The media object for a send method's file parameter: a new upload, a URL, or a known file_id."""
+    source = p.input_file(field)
+    if source is None:
+        raise bad_request(f"there is no {field} in the request")
+    if isinstance(source, str) and not source.startswith(("http://", "https://")):
+        record = files.get(source)
+        expected = list if field == "photo" else dict
+        if record is None or not isinstance(record.media, expected):
+            raise bad_request("wrong file identifier/HTTP URL specified")
+        return record.media
+    data, name, content_type = await _file_bytes(http, source)
+    if field == "photo":
+        try:
+            return photo_sizes(files, data)
+        except MediaError:
+            raise bad_request("IMAGE_PROCESS_FAILED") from None
+    return document(files, data, name, None if content_type == "application/octet-stream" else content_type)

@@ -5,13 +5,11 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-import aiohttp
-
 from . import media
 from .entities import MAX_CAPTION, MAX_TEXT, EntityParseError, UnsupportedParseMode
 from .errors import bad_request, forbidden
 from .formatting import format_text
-from .params import Params, Upload
+from .params import Params
 from .state import BotAccount, Chat, StoredMessage
 
 if TYPE_CHECKING:
@@ -143,41 +141,6 @@ async def send_message(api: LocalBotAPI, bot: BotAccount, p: Params) -> dict[str
     return deliver(api, bot, chat, p, content, parse_mode)
 
 
-async def _file_bytes(api: LocalBotAPI, source: Upload | str) -> tuple[bytes, str, str]:
-    """(bytes, file name, content type) of an uploaded part or an http(s) URL."""
-    if isinstance(source, Upload):
-        return source.data, source.filename, source.content_type
-    try:
-        async with api.http.get(source, timeout=aiohttp.ClientTimeout(total=20)) as response:
-            response.raise_for_status()
-            name = source.rsplit("/", 1)[-1].split("?")[0] or "file"
-            return await response.read(), name, response.content_type
-    except (aiohttp.ClientError, TimeoutError):
-        raise bad_request("failed to get HTTP URL content") from None
-
-
-async def _media(api: LocalBotAPI, p: Params, field: str) -> Any:
-    """The media object for a send method's file parameter: a new upload, a URL, or a known file_id."""
-    source = p.input_file(field)
-    if source is None:
-        raise bad_request(f"there is no {field} in the request")
-    if isinstance(source, str) and not source.startswith(("http://", "https://")):
-        record = api.files.get(source)
-        expected = list if field == "photo" else dict
-        if record is None or not isinstance(record.media, expected):
-            raise bad_request("wrong file identifier/HTTP URL specified")
-        return record.media
-    data, name, content_type = await _file_bytes(api, source)
-    if field == "photo":
-        try:
-            return media.photo_sizes(api.files, data)
-        except media.MediaError:
-            raise bad_request("IMAGE_PROCESS_FAILED") from None
-    return media.document(
-        api.files, data, name, None if content_type == "application/octet-stream" else content_type
-    )
-
-
 async def send_photo(api: LocalBotAPI, bot: BotAccount, p: Params) -> dict[str, Any]:
     return await _send_media(api, bot, p, "photo")
 
@@ -189,7 +152,7 @@ async def send_document(api: LocalBotAPI, bot: BotAccount, p: Params) -> dict[st
 async def _send_media(api: LocalBotAPI, bot: BotAccount, p: Params, field: str) -> dict[str, Any]:
     chat = find_chat(api, bot, p.chat_id())
     caption, entities, parse_mode = formatted(p, "caption", "caption_entities", required=False)
-    content: dict[str, Any] = {field: await _media(api, p, field)}
+    content: dict[str, Any] = {field: await media.from_params(api.files, api.http, p, field)}
     if caption:
         content["caption"] = caption
     if entities:

@@ -124,6 +124,7 @@ class LocalBotAPI(Control, Observe):
         await site.start()
         self.port = self._runner.addresses[0][1]
         for bot in self.bots.values():
+            bot.updates.closed = False
             await self.restart_webhook(bot)
         return self
 
@@ -212,6 +213,7 @@ class LocalBotAPI(Control, Observe):
         app.router.add_get("/", self._handle_page)
         app.router.add_get("/playground", self._handle_page)
         app.router.add_get("/playground.js", self._handle_page_script)
+        app.router.add_get("/favicon.ico", self._handle_no_content)
         setup_control_routes(app, self)
         return app
 
@@ -240,6 +242,9 @@ class LocalBotAPI(Control, Observe):
 
     async def _handle_page(self, request: web.Request) -> web.StreamResponse:
         return web.FileResponse(_PAGE_DIR / "playground.html")
+
+    async def _handle_no_content(self, request: web.Request) -> web.Response:
+        return web.Response(status=204)
 
     async def _handle_page_script(self, request: web.Request) -> web.StreamResponse:
         return web.FileResponse(_PAGE_DIR / "playground.js")

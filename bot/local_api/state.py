@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -250,3 +251,38 @@ class BotAccount:
     def message(self, chat_id: int, message_id: int) -> StoredMessage | None:
         chat = self.chats.get(chat_id)
         return chat.messages.get(message_id) if chat else None
+
+    def sees(self, chat: Chat, message: StoredMessage) -> bool:
+        """Group privacy mode: a bot sees commands, mentions of it and replies to it; everything in private."""
+        if not chat.is_group or not self.privacy_mode:
+            return True
+        data = message.data
+        text = data.get("text") or data.get("caption") or ""
+        username = (self.me.username or "").lower()
+        if text.startswith("/"):
+            command = text.split(maxsplit=1)[0]
+            if "@" not in command or command.split("@", 1)[1].lower() == username:
+                return True
+        if re.search(rf"(?<![\w@])@{re.escape(username)}(?!\w)", text, re.IGNORECASE):
+            return True
+        reply = data.get("reply_to_message")
+        return bool(reply and reply.get("from", {}).get("id") == self.me.id)
+
+
+def membership_update(chat: Chat, actor: User, bot_user: User, old: str, new: str) -> dict[str, Any]:
+    """A my_chat_member update payload: the bot's status in a chat changed from old to new."""
+    return {
+        "chat": chat.to_json(),
+        "from": actor.to_json(),
+        "date": int(time.time()),
+        "old_chat_member": {
+            "status": old,
+            "user": bot_user.to_json(),
+            **({"until_date": 0} if old == "kicked" else {}),
+        },
+        "new_chat_member": {
+            "status": new,
+            "user": bot_user.to_json(),
+            **({"until_date": 0} if new == "kicked" else {}),
+        },
+    }
