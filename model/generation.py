@@ -104,6 +104,11 @@ def _sample(logits: torch.Tensor, p: SamplingParams, generator: torch.Generator)
 
 class BatchGenerator:
     def __init__(self, model):
+        if model.device.type == "cuda":
+            # cuDNN's attention plans a new graph for every KV length it sees (~1 ms of CPU per layer per decode
+            # step: 3x slower than plain HF generate at 7B, measured on an H100). The memory-efficient kernel
+            # takes our padding masks without planning. Process-wide, but only ever set to this value.
+            torch.backends.cuda.enable_cudnn_sdp(False)
         self.model = model
         self.eos = model.tokenizer.eos_token_id
         self.default_stop = model.config.prompt_stop
