@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import sys
+from types import SimpleNamespace
 
 import pytest
 import sentencepiece as spm
@@ -14,11 +15,12 @@ from safetensors.torch import load_file
 
 from model.adapter import Adapter
 from model.checkpoint import from_pretrained
+from model.clip_weights import ClipWeights
 from model.config import RELEASED_PROMPT, preset_config
-from model.convert import MISSING_CLIP, convert, main
+from model.convert import MISSING_CLIP, convert, infer_config, main
 from model.dialog import SPECIALS, encode_dialog
 from model.generation import SamplingParams, generate
-from model.release_pickle import load_projection
+from model.release_pickle import ReleasedAdapter, load_projection
 from model.vision import VisionEncoder
 from tests.released_layout import PATCHES, SENTENCES, save_clip, save_projection, write_release
 
@@ -243,3 +245,17 @@ def test_real_vision_tower_stops_after_block_23():
     assert all(b.attn.embed_dim == 1024 and b.attn.in_proj_weight.shape == (3072, 1024) for b in blocks)
     assert tuple(tower.positional_embedding.shape) == (577, 1024)
     assert tuple(tower.conv1.weight.shape) == (1024, 3, 14, 14)
+
+
+def test_real_release_sizes_infer_exactly_the_preset():
+    """Mistral-7B-v0.1's config.json, CLIP ViT-L/14-336's and the released adapter's sizes -> omnifusion-1.1."""
+    clip = ClipWeights(state={}, image_size=336, patch_size=14, width=1024, layers=24, heads=16, mlp_ratio=4.0,
+                       quick_gelu=True, source="transformers")
+    adapter = ReleasedAdapter(state={}, width=1024, heads=4, ff=2048, dropout=0.1, out=4096, n_embeddings=576,
+                              embedding_dim=4096)
+    mistral = SimpleNamespace(hidden_size=4096, num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=8,
+                              intermediate_size=14336, vocab_size=32000, max_position_embeddings=32768,
+                              sliding_window=4096)
+    assert infer_config(clip, adapter, mistral) == preset_config("omnifusion-1.1")
+    with pytest.raises(ValueError, match="n_embeddings=576, CLIP gives 256 patches"):
+        infer_config(ClipWeights(**{**clip.__dict__, "image_size": 224}), adapter, mistral)
