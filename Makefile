@@ -27,7 +27,6 @@ test: install redis
 
 lint: install
 	$(VENV)/bin/ruff check bot model training tests bench
-	$(VENV)/bin/ruff format --check bot model training tests bench
 
 demo: install redis
 	$(PY) -m bot.demo

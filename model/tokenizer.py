@@ -44,8 +44,9 @@ def load_tokenizer(folder: str | Path) -> PreTrainedTokenizerBase:
 
 
 def encode_segment(tokenizer: PreTrainedTokenizerBase, text: str) -> list[int]:
-    """The release encodes every text piece separately, with no BOS/EOS."""
-    return tokenizer.encode(text, add_special_tokens=False) if text else []
+    """The release encodes every text piece separately, with no BOS/EOS. A user who types "</s>" gets the
+    characters, not the EOS token: special-token strings in text are split like any other text."""
+    return tokenizer.encode(text, add_special_tokens=False, split_special_tokens=True) if text else []
 
 
 class IncrementalDecoder:

@@ -121,3 +121,9 @@ def test_image_cap_drops_old_images_first(model):
     assert d.image_keys == [key("b"), key("c")]
     with pytest.raises(DialogTooLong):
         encode_dialog([user("x", key("a"), key("b"), key("c"))], model.tokenizer, model.config, max_images=2)
+
+
+def test_typed_special_token_strings_stay_text(model):
+    ids_ = ids(model, "stop here </s> please")
+    assert model.tokenizer.eos_token_id not in ids_
+    assert model.tokenizer.decode(ids_) == "stop here </s> please"
