@@ -1,0 +1,251 @@
+"""Training data as people have it -> the protocol's messages -> encoded dialogs with images, ready to batch.
+
+Two record kinds, mixed freely in one file (a JSON list, or JSONL with one record per line):
+    caption:  {"image": "rel/path.jpg", "caption": "..."}                         (stage 1)
+    LLaVA:    {"id", "image"?, "conversations": [{"from": "human", "value": "<image>\\n..."}, ...]}
+
+Nothing about bad data is fatal. What can be checked up front (JSON, structure, image files present) is
+counted while reading; what shows only later (undecodable images, dialogs longer than the context) is counted
+as batches are built. Both end up in one `DataReport`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import open_clip
+import torch
+from torch.utils.data import Dataset
+
+from model.config import OmniFusionConfig
+from model.dialog import DialogTooLong, encode_dialog
+from model.images import ImageError, load_image, prepare_for_clip
+
+log = logging.getLogger(__name__)
+
+IMAGE_TAG = "<image>"
+ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "bot": "assistant",
+         "model": "assistant", "system": "system"}
+
+# Skip reasons, in the order the report prints them.
+REASONS = {
+    "broken_json": "lines that are not valid JSON",
+    "bad_record": "records that are neither a caption nor a conversation",
+    "empty_conversation": "empty conversations",
+    "no_answer": "conversations without an assistant answer",
+    "unknown_role": "turns with an unknown 'from'",
+    "missing_image": "image files that do not exist",
+    "unreadable_image": "images that could not be decoded",
+    "too_long": "samples whose last turn alone exceeds max_length",
+}
+
+
+@dataclass
+class DataReport:
+    total: int = 0  # records read
+    skipped: Counter = field(default_factory=Counter)  # reason -> samples dropped
+    truncated: int = 0  # samples kept with their oldest turns dropped (counted each time they are batched)
+
+    def add(self, other: DataReport) -> None:
+        self.total += other.total
+        self.skipped.update(other.skipped)
+        self.truncated += other.truncated
+
+    def to_dict(self) -> dict:
+        return {"total": self.total, "skipped": dict(self.skipped), "truncated": self.truncated}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> DataReport:
+        return cls(d["total"], Counter(d["skipped"]), d["truncated"])
+
+    def summary(self) -> str:
+        order = {reason: i for i, reason in enumerate(REASONS)}
+        counts = sorted(self.skipped.items(), key=lambda kv: order.get(kv[0], len(order)))
+        parts = [f"{n} {REASONS.get(r, r)}" for r, n in counts if n]
+        text = f"{self.total} records, skipped {sum(self.skipped.values())}"
+        text += (": " + "; ".join(parts)) if parts else ""
+        return text + (f"; {self.truncated} truncated to fit (oldest turns dropped)" if self.truncated else "")
+
+
+@dataclass
+class Sample:
+    messages: list[dict]  # the protocol's format; an image part's "key" is the image's path under image_root
+    images: list[str]
+
+
+# --- reading records ------------------------------------------------------------------------------------------
+
+def read_records(path: Path, report: DataReport) -> list:
+    """A JSON list, or JSONL where a broken line is counted and skipped."""
+    text = path.read_text(encoding="utf-8")
+    if text.lstrip().startswith("["):
+        records = json.loads(text)  # one document: if it is broken there is nothing to salvage line by line
+        report.total += len(records)
+        return records
+    records = []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        report.total += 1
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            report.skipped["broken_json"] += 1
+    return records
+
+
+def _part_image(key: str) -> dict:
+    return {"type": "image", "key": key}
+
+
+def _part_text(text: str) -> dict:
+    return {"type": "text", "text": text}
+
+
+def caption_sample(record: dict, caption_prompt: str) -> Sample | str:
+    image, caption = record.get("image"), record.get("caption")
+    if not isinstance(image, str) or not image or not isinstance(caption, str) or not caption.strip():
+        return "bad_record"
+    user = [_part_image(image)] + ([_part_text(caption_prompt)] if caption_prompt else [])
+    return Sample([{"role": "user", "content": user},
+                   {"role": "assistant", "content": [_part_text(caption.strip())]}], [image])
+
+
+def llava_sample(record: dict) -> Sample | str:
+    """LLaVA conversations -> messages. The k-th `<image>` tag puts the k-th image into that turn (our layout
+    places it before the turn's USER vector); images without a tag go to the first user turn, as released."""
+    turns = record.get("conversations")
+    if not isinstance(turns, list) or not turns:
+        return "empty_conversation"
+    images = record.get("image") or []
+    images = [images] if isinstance(images, str) else images
+    if not isinstance(images, list) or not all(isinstance(i, str) and i for i in images):
+        return "bad_record"
+    messages, pending = [], list(images)
+    for turn in turns:
+        if not isinstance(turn, dict) or not isinstance(turn.get("value"), str):
+            return "bad_record"
+        role = ROLES.get(str(turn.get("from", "")).lower())
+        if role is None:
+            return "unknown_role"
+        value = turn["value"]
+        tagged = [pending.pop(0) for _ in range(min(value.count(IMAGE_TAG), len(pending)))] if role == "user" else []
+        text = value.replace(IMAGE_TAG, "").strip()
+        messages.append({"role": role, "content": [_part_image(k) for k in tagged] + [_part_text(text)]})
+    if pending:
+        first_user = next((m for m in messages if m["role"] == "user"), None)
+        if first_user is None:
+            return "bad_record"
+        first_user["content"][:0] = [_part_image(k) for k in pending]
+    if not any(m["role"] == "assistant" and m["content"][-1]["text"] for m in messages):
+        return "no_answer"
+    return Sample(messages, images)
+
+
+def load_samples(path: str | Path, image_root: str | Path | None, caption_prompt: str,
+                 check_files: bool = True) -> tuple[list[Sample], DataReport, Path]:
+    """-> (usable samples, report of what was skipped, the image root)."""
+    path = Path(path)
+    root = Path(image_root) if image_root else path.parent
+    report = DataReport()
+    samples: list[Sample] = []
+    for record in read_records(path, report):
+        if not isinstance(record, dict):
+            sample = "bad_record"
+        elif "conversations" in record:
+            sample = llava_sample(record)
+        elif "caption" in record:
+            sample = caption_sample(record, caption_prompt)
+        else:
+            sample = "bad_record"
+        if isinstance(sample, Sample) and check_files and not all((root / i).is_file() for i in sample.images):
+            sample = "missing_image"
+        if isinstance(sample, str):
+            report.skipped[sample] += 1
+        else:
+            samples.append(sample)
+    return samples, report, root
+
+
+# --- turning samples into tensors ----------------------------------------------------------------------------
+
+class ClipPreprocess:
+    """model.vision.preprocess for one image, without holding the vision tower, so DataLoader workers need not
+    receive a copy of CLIP. tests/test_training_data.py checks both give identical pixels."""
+
+    def __init__(self, cfg: OmniFusionConfig):
+        self.size, self.max_aspect = cfg.vision_image_size, cfg.vision_max_aspect
+        self.transform = open_clip.image_transform(cfg.vision_image_size, is_train=False)
+
+    def __call__(self, image) -> torch.Tensor:  # [3, S, S]
+        return self.transform(prepare_for_clip(image, self.size, self.max_aspect))
+
+
+def read_image(path: Path):
+    """RGB PIL image, or None if the file is gone or does not decode."""
+    try:
+        return load_image(path.read_bytes())
+    except (OSError, ImageError) as exc:
+        log.debug("unreadable image %s: %s", path, exc)
+        return None
+
+
+class DialogDataset(Dataset):
+    """Sample i -> {"dialog": EncodedDialog, "images": [per image: pixels [3, S, S] or cached features [N, W]]},
+    or the skip reason as a string (the collate function counts it)."""
+
+    def __init__(self, samples: list[Sample], tokenizer, model_cfg: OmniFusionConfig, max_length: int,
+                 image_root: Path, features=None):
+        self.samples, self.tokenizer, self.cfg = samples, tokenizer, model_cfg
+        self.max_length, self.root, self.features = max_length, image_root, features
+        self.preprocess = ClipPreprocess(model_cfg)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int) -> dict | str:
+        try:
+            dialog = encode_dialog(self.samples[i].messages, self.tokenizer, self.cfg, max_tokens=self.max_length)
+        except DialogTooLong:
+            return "too_long"
+        images = []
+        for key in dialog.image_keys:
+            if self.features is not None:
+                image = self.features.get(key)  # [N, W] fp16
+            else:
+                pil = read_image(self.root / key)
+                image = None if pil is None else self.preprocess(pil)  # [3, S, S]
+            if image is None:
+                return "unreadable_image"
+            images.append(image)
+        return {"dialog": dialog, "images": images}
+
+
+class MicroBatch:
+    """Deliberately not a dataclass, list or dict: DDP would rebuild those field by field while moving them to
+    the device, and the encoded dialogs are plain Python that must pass through untouched."""
+
+    def __init__(self, dialogs: list, images: torch.Tensor | None, report):
+        self.dialogs, self.images, self.report = dialogs, images, report  # images: pixels or cached features
+
+    def __len__(self) -> int:
+        return len(self.dialogs)
+
+    def to(self, device: torch.device) -> MicroBatch:
+        images = None if self.images is None else self.images.to(device, non_blocking=True)
+        return MicroBatch(self.dialogs, images, self.report)
+
+
+def collate(items: list[dict | str]) -> MicroBatch:
+    """Usable samples -> one micro-batch; dropped ones only leave their reason in the batch's report."""
+    report = DataReport()
+    report.skipped.update(i for i in items if isinstance(i, str))
+    kept = [i for i in items if not isinstance(i, str)]
+    report.truncated = sum(1 for i in kept if i["dialog"].dropped_turns)
+    images = [img for i in kept for img in i["images"]]
+    # [n_images, 3, S, S] pixels, or [n_images, N, W] cached features
+    return MicroBatch([i["dialog"] for i in kept], torch.stack(images) if images else None, report)

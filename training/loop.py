@@ -1,0 +1,231 @@
+"""The training loop: one for both stages and for every engine `accelerate launch` offers (a single process,
+DDP, FSDP). The stages differ only in their config (training/configs/stage*.yaml).
+
+Each optimizer step is the same boring sequence on purpose:
+    forward -> loss -> backward (x accumulation) -> clip -> step -> schedule -> log -> save
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import yaml
+from accelerate import Accelerator, DistributedDataParallelKwargs
+from accelerate.utils import DistributedType, set_seed
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from model.checkpoint import build_in_memory, from_pretrained
+from model.config import preset_config
+from training.checkpointing import load_training_state, prune_checkpoints, save_checkpoint
+from training.config import SAVED_CONFIG, TrainConfig
+from training.data import REASONS, DataReport, DialogDataset, collate, load_samples
+from training.features import fill_cache
+from training.metrics import Metrics
+from training.optim import build_optimizer, build_scheduler
+from training.sampler import StepBatches
+from training.trainee import Trainee, freeze_for_stage
+
+log = logging.getLogger(__name__)
+
+# Settings that do not change what is computed: they may differ between a run and its resumption.
+BOOKKEEPING = {"resume", "stop_at", "output_dir", "log_every", "save_every", "keep_checkpoints", "num_workers",
+               "cache_batch_size", "feature_cache"}
+
+
+@dataclass
+class TrainResult:
+    output_dir: Path
+    checkpoint: Path  # the folder written last
+    step: int
+    losses: list[float]  # per optimizer step of this process (mean over its micro-batches)
+    samples_per_s: float  # from the second step on (the first one pays for warm-up)
+    report: DataReport
+
+
+def _accelerator(cfg: TrainConfig) -> Accelerator:
+    bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and torch.cuda.is_available())
+    # Text-only batches (stage 2) leave the adapter and SOI/EOI without gradients; DDP must be told.
+    ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
+    return Accelerator(mixed_precision="bf16" if bf16 else "no", kwargs_handlers=[ddp])
+
+
+def _frozen_dtype(cfg: TrainConfig, accelerator: Accelerator) -> torch.dtype:
+    if cfg.frozen_dtype == "auto":
+        # FSDP wants one dtype per sharded group, so frozen weights stay fp32 next to trained ones there.
+        cuda = accelerator.device.type == "cuda" and accelerator.distributed_type != DistributedType.FSDP
+        return torch.bfloat16 if cuda else torch.float32
+    return torch.bfloat16 if cfg.frozen_dtype == "bf16" else torch.float32
+
+
+def prepare_model(cfg: TrainConfig, accelerator: Accelerator, model=None):
+    """Load (or take) the model, freeze it for the stage, put every part in its dtype and on the device."""
+    frozen = _frozen_dtype(cfg, accelerator)
+    source = cfg.resume or cfg.init_from
+    if model is None and source:
+        # Stage 1 never trains the LLM: load it straight in its frozen dtype (7B: 14 GB instead of 28).
+        model = from_pretrained(source, device="cpu", dtype=frozen if cfg.stage == 1 else torch.float32)
+    elif model is None:
+        model = build_in_memory(preset_config(cfg.preset).replace(seed=cfg.seed), device="cpu", dtype=torch.float32)
+    parts = freeze_for_stage(model, cfg.stage, cfg.gradient_checkpointing)
+    model.vision.to(frozen)
+    if cfg.stage == 1:
+        model.llm.to(frozen)
+    for part in parts:
+        getattr(model, part).float()  # trained weights live in fp32; autocast does the bf16 arithmetic
+    # encode_dialog reads this; saved with every checkpoint, it also tells users the model learned to stop.
+    model.config = model.config.replace(prompt_append_eos=cfg.append_eos)
+    return model.to(accelerator.device), parts
+
+
+def _warn_changed(cfg: TrainConfig) -> None:
+    saved = yaml.safe_load((Path(cfg.resume) / SAVED_CONFIG).read_text())
+    changed = sorted(k for k, v in cfg.to_dict().items() if k not in BOOKKEEPING and saved.get(k) != v)
+    if changed:
+        log.warning("resuming with changed settings (%s): the run will not replay exactly", ", ".join(changed))
+
+
+def _global_report(accelerator, upfront: DataReport, runtime: DataReport) -> DataReport:
+    """Every process read the whole file (upfront is the same everywhere); runtime counts are summed."""
+    keys = list(REASONS)
+    counts = torch.tensor([runtime.skipped[k] for k in keys] + [runtime.truncated], device=accelerator.device)
+    counts = accelerator.reduce(counts, "sum").tolist()
+    total = DataReport(upfront.total, upfront.skipped.copy(), 0)
+    total.add(DataReport(0, Counter(dict(zip(keys, counts[:-1], strict=True))), counts[-1]))
+    return total
+
+
+def train(cfg: TrainConfig, model=None) -> TrainResult:
+    """Run one stage as configured. `model`: start from this in-memory model (benchmarks) instead of
+    init_from / preset."""
+    accelerator = _accelerator(cfg)
+    main = accelerator.is_main_process
+    set_seed(cfg.seed, device_specific=True)  # dropout differs between processes, the data order does not
+    if cfg.resume:
+        _warn_changed(cfg)
+    model, parts = prepare_model(cfg, accelerator, model)
+
+    # --- data: what can be checked up front is checked now -----------------------------------------------
+    samples, upfront, image_root = load_samples(cfg.data, cfg.image_root, cfg.caption_prompt)
+    features = None
+    if cfg.feature_cache:
+        features = fill_cache(cfg.feature_cache, [i for s in samples for i in s.images], image_root, model,
+                              accelerator, cfg.cache_batch_size)
+        unreadable = [s for s in samples if any(i in features.failed for i in s.images)]
+        upfront.skipped["unreadable_image"] += len(unreadable)
+        samples = [s for s in samples if not any(i in features.failed for i in s.images)]
+    if main:
+        log.info("data %s: %s; %d samples usable", cfg.data, upfront.summary(), len(samples))
+    dataset = DialogDataset(samples, model.tokenizer, model.config, cfg.max_length, image_root, features)
+    world = accelerator.num_processes
+    if cfg.batch_size % (cfg.micro_batch_size * world):
+        raise ValueError(f"batch_size {cfg.batch_size} is not a multiple of micro_batch_size "
+                         f"{cfg.micro_batch_size} x {world} processes")
+    accumulation = cfg.batch_size // (cfg.micro_batch_size * world)
+    steps_per_epoch = len(samples) // cfg.batch_size
+    if steps_per_epoch == 0:
+        raise ValueError(f"{len(samples)} usable samples is less than one batch of {cfg.batch_size}")
+    total = cfg.max_steps or cfg.epochs * steps_per_epoch
+
+    # --- optimisation ------------------------------------------------------------------------------------
+    optimizer = build_optimizer(model, parts, cfg)
+    wrapped, optimizer = accelerator.prepare(Trainee(model, cached_features=features is not None), optimizer)
+    scheduler = build_scheduler(optimizer, total, cfg)
+    step, samples_seen, runtime = 0, 0, DataReport()
+    if cfg.resume:
+        progress = load_training_state(Path(cfg.resume), accelerator, optimizer, scheduler)
+        step, samples_seen = progress["step"], progress["samples_seen"]
+        if main:  # the saved counts are global already: one process carries them on
+            runtime = DataReport.from_dict(progress["runtime_report"])
+    out = Path(cfg.output_dir)
+    metrics = Metrics(out, main, resume_step=step, stage=cfg.stage)
+    stop = min(total, cfg.stop_at or total)
+    bar = tqdm(total=total, initial=step, desc=f"stage {cfg.stage}", unit="step", disable=not main)
+    losses: list[float] = []
+    window = {"loss": 0.0, "steps": 0, "samples": 0, "tokens": 0, "time": 0.0}
+    steady = {"samples": 0, "time": 0.0}
+    started, last = time.perf_counter(), out
+
+    def save(folder: Path) -> Path:
+        report = _global_report(accelerator, DataReport(), runtime)
+        save_checkpoint(folder, accelerator, wrapped, optimizer, scheduler, cfg,
+                        {"step": step, "epoch": step / steps_per_epoch, "samples_seen": samples_seen,
+                         "runtime_report": report.to_dict()})
+        if main:
+            metrics.plot(Path(cfg.init_from) if cfg.stage == 2 and cfg.init_from else None)
+        return folder
+
+    while step < stop:
+        epoch, start_step = divmod(step, steps_per_epoch)
+        sampler = StepBatches(len(dataset), cfg.micro_batch_size, accumulation, world, accelerator.process_index,
+                              cfg.seed, epoch, start_step)
+        # A generator of its own: creating the loader's iterator must not draw from the global RNG, or the
+        # dropout masks of a resumed run would differ from the uninterrupted one.
+        loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=cfg.num_workers,
+                            pin_memory=accelerator.device.type == "cuda",
+                            generator=torch.Generator().manual_seed(cfg.seed + epoch))
+        batches = iter(loader)
+        for _ in range(start_step, steps_per_epoch):
+            tick = time.perf_counter()
+            step_loss, step_samples, step_tokens = torch.zeros((), device=accelerator.device), 0, 0
+            for k in range(accumulation):
+                batch = next(batches)
+                runtime.add(batch.report)
+                step_samples += len(batch)
+                step_tokens += sum(len(d) for d in batch.dialogs)
+                # Gradients are only exchanged between processes on the last micro-batch of the step.
+                with nullcontext() if k == accumulation - 1 else accelerator.no_sync(wrapped):
+                    loss = wrapped(batch.to(accelerator.device))  # forward + loss
+                    accelerator.backward(loss / accumulation)  # backward
+                step_loss += loss.detach() / accumulation
+            grad_norm = accelerator.clip_grad_norm_(wrapped.parameters(), cfg.max_grad_norm) \
+                if cfg.max_grad_norm else None  # clip
+            optimizer.step()  # step
+            scheduler.step()  # schedule
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            losses.append(step_loss.item())
+            elapsed = time.perf_counter() - tick
+            samples_seen += step_samples * world
+            if len(losses) > 1:
+                steady["samples"] += step_samples * world
+                steady["time"] += elapsed
+            for key, value in (("loss", losses[-1]), ("steps", 1), ("samples", step_samples * world),
+                               ("tokens", step_tokens * world), ("time", elapsed)):
+                window[key] += value
+            lrs = {g["name"]: lr for g, lr in zip(optimizer.param_groups, scheduler.get_last_lr(), strict=True)}
+            bar.update(1)  # log
+            bar.set_postfix(loss=f"{losses[-1]:.4f}", lr=f"{lrs['adapter']:.2e}",
+                            samples_s=f"{step_samples * world / elapsed:.1f}")
+            if step % cfg.log_every == 0 or step == stop:
+                mean_loss = accelerator.reduce(torch.tensor(window["loss"] / window["steps"],
+                                                            device=accelerator.device), "mean").item()
+                metrics.log({"step": step, "epoch": round(step / steps_per_epoch, 4), "loss": mean_loss,
+                             "lr": lrs["adapter"], "llm_lr": lrs.get("llm", ""),
+                             "grad_norm": "" if grad_norm is None else float(grad_norm),
+                             "samples_per_s": window["samples"] / window["time"],
+                             "tokens_per_s": window["tokens"] / window["time"], "samples_seen": samples_seen,
+                             "elapsed_s": round(time.perf_counter() - started, 2)})
+                window = dict.fromkeys(window, 0)
+            if step % cfg.save_every == 0 and step < total:  # save
+                last = save(out / f"step-{step:06d}")
+                if main:
+                    prune_checkpoints(out, cfg.keep_checkpoints)
+            if step >= stop:
+                break
+    bar.close()
+    if step >= total:
+        last = save(out)  # the final model is the output folder itself: stage 2's init_from
+    elif step % cfg.save_every:  # stopped early (stop_at) between two saves
+        last = save(out / f"step-{step:06d}")
+    metrics.close()
+    report = _global_report(accelerator, upfront, runtime)
+    if main:
+        log.info("finished at step %d of %d; checkpoint %s; data: %s", step, total, last, report.summary())
+    return TrainResult(out, last, step, losses, steady["samples"] / max(steady["time"], 1e-9), report)
