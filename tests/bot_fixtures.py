@@ -1,0 +1,28 @@
+"""Fixtures for the bot tests, loaded with `pytest_plugins = ["tests.bot_fixtures"]` (the shared conftest
+stays the lead's): `telegram` (the local Bot API server), `harness` (the bot), `scripted` (a scripted worker)."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.local_api import LocalBotAPI
+from tests.bot_harness import BOT_USERNAME, BotUnderTest, ScriptedWorker
+
+
+@pytest.fixture
+async def telegram():
+    async with LocalBotAPI(bot_username=BOT_USERNAME) as server:
+        yield server
+
+
+@pytest.fixture
+async def harness(telegram, redis_url):
+    bot = BotUnderTest(telegram, redis_url)
+    yield bot
+    await bot.stop()
+
+
+@pytest.fixture
+async def scripted(redis_url):
+    async with ScriptedWorker(redis_url) as worker:
+        yield worker

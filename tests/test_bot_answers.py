@@ -1,0 +1,208 @@
+"""How answers reach the user: streaming edits, long answers, flood control, worker errors, cancel, retry,
+offline workers, blocked users. The worker here is a scripted stand-in speaking the wire protocol."""
+
+from __future__ import annotations
+
+from bot.formatting import TELEGRAM_TEXT_LIMIT, to_html, utf16_len
+from bot.local_api.formatting import format_text
+from bot.services import delivery as delivery_module
+from model import protocol
+from tests.bot_harness import BotUnderTest, ScriptedWorker, png
+
+pytest_plugins = ["tests.bot_fixtures"]  # telegram, harness, scripted
+
+
+def stream(*pieces: str, pause: float = 0.0, finish: str = "stop") -> list[dict]:
+    events: list[dict] = []
+    for piece in pieces:
+        events.append(protocol.delta_event(piece))
+        if pause:
+            events.append({"sleep": pause})
+    return [*events, protocol.done_event("".join(pieces), finish, len(pieces))]
+
+
+async def ask(harness, telegram, user_id, text="question"):
+    sent = await telegram.send_text(user_id, text)
+    await harness.pump()
+    return sent
+
+
+async def test_answer_grows_by_throttled_edits(harness, telegram, redis_url):
+    pieces = [f"word{i} " for i in range(30)]
+    async with ScriptedWorker(redis_url, lambda job: stream(*pieces, pause=0.1)):
+        user = await telegram.create_user(language_code="en")
+        await ask(harness, telegram, user.id)
+        await harness.finish_answers()
+    [answer] = telegram.bot_messages(user.id)
+    assert answer.text == "".join(pieces).strip()
+    assert answer.edit_count >= 2  # it grew while being written
+    shown = [h["text"] for h in answer.history[1:]] + [answer.text]
+    assert all(shown[i + 1].startswith(shown[i].strip()) for i in range(len(shown) - 1) if shown[i] != "⏳ Thinking…")
+    assert telegram.max_rate(user.id, window=1.0) <= 2  # about one edit a second in a private chat
+
+
+async def test_long_answer_continues_in_more_messages(harness, telegram, redis_url):
+    code = "\n".join(f"    total += item_{i}  # keep going" for i in range(250))
+    prose = " ".join(f"Sentence number {i} explains a detail." for i in range(250))
+    answer_text = f"{prose}\n\n```python\n{code}\n```\n\n{prose}"
+    assert len(answer_text) > 3 * TELEGRAM_TEXT_LIMIT
+    async with ScriptedWorker(redis_url, lambda job: stream(*[answer_text[i:i + 2000] for i in range(0, len(answer_text), 2000)], pause=0.05)):
+        user = await telegram.create_user(language_code="en")
+        await ask(harness, telegram, user.id)
+        await harness.finish_answers()
+    messages = telegram.bot_messages(user.id)
+    assert len(messages) >= 4
+    assert all(utf16_len(m.text) <= TELEGRAM_TEXT_LIMIT for m in messages)
+    expected, _ = format_text(to_html(answer_text), "HTML")
+    assert " ".join("\n".join(m.text for m in messages).split()) == " ".join(expected.split())
+    assert any(e["type"] == "pre" for m in messages for e in m.entities)  # the code block stays code
+
+
+async def test_flood_control_is_honoured_and_the_answer_still_arrives(harness, telegram, redis_url):
+    async with ScriptedWorker(redis_url, lambda job: stream(*[f"part{i} " for i in range(20)], pause=0.1)):
+        user = await telegram.create_user(language_code="en")
+        await ask(harness, telegram, user.id)
+        await telegram.wait_for(lambda: "part" in (telegram.bot_messages(user.id)[0].text or ""), 10)
+        telegram.inject_retry_after(retry_after=2, seconds=2)  # every call for 2 s answers 429
+        await harness.finish_answers()
+    [answer] = telegram.bot_messages(user.id)
+    assert answer.text == "".join(f"part{i} " for i in range(20)).strip()
+    calls = [r for r in telegram.call_log if r.chat_id == user.id and r.method.lower() != "sendchataction"]
+    first_429 = next(r.at for r in calls if r.status == 429)
+    during_wait = [r for r in calls if first_429 < r.at < first_429 + 1.9]
+    assert during_wait == []  # the chat was left alone for retry_after: no 429 storm
+    assert harness.metrics.telegram_retry_after._value.get() >= 1
+
+
+async def test_command_reply_waits_out_a_429(harness, telegram):
+    user = await telegram.create_user(language_code="en")
+    telegram.inject_retry_after(retry_after=1, count=1, method="sendMessage")
+    sent = await ask(harness, telegram, user.id, "/help")
+    [reply] = [m for m in telegram.bot_messages(user.id) if m.message_id > sent.message_id]
+    assert "How to talk to me" in reply.text
+
+
+async def test_worker_errors_become_human_messages(harness, telegram, redis_url):
+    traceback = "Traceback (most recent call last): RuntimeError: CUDA out of memory"
+    codes = iter(["image_missing", "internal", "expired", "mystery_code"])
+    async with ScriptedWorker(redis_url, lambda job: [protocol.delta_event("partial"),
+                                                      {"event": "error", "code": next(codes), "message": traceback}]):
+        user = await telegram.create_user(language_code="en")
+        for _ in range(4):
+            await ask(harness, telegram, user.id)
+            await harness.finish_answers()
+    texts = [m.text for m in telegram.bot_messages(user.id)]
+    assert texts[0].startswith("⚠️ A picture from earlier in our dialog has expired")
+    assert texts[1].startswith("⚠️ The model failed while answering")
+    assert texts[2].startswith("⚠️ Too many people were ahead of you")
+    assert "(mystery_code)" in texts[3]
+    assert not any("Traceback" in t or "CUDA" in t for t in texts)
+    assert await harness.dialogs.messages(user.id, user.id) == []  # failed exchanges are not remembered
+
+
+async def test_restart_event_drops_what_was_streamed(harness, telegram, redis_url):
+    events = [protocol.delta_event("first attempt that dies"), {"sleep": 1.2}, protocol.restart_event(),
+              protocol.delta_event("Second "), protocol.delta_event("try."), protocol.done_event("Second try.", "stop", 2)]
+    async with ScriptedWorker(redis_url, lambda job: events):
+        user = await telegram.create_user(language_code="en")
+        await ask(harness, telegram, user.id)
+        await harness.finish_answers()
+    [answer] = telegram.bot_messages(user.id)
+    assert answer.text == "Second try."
+    assert (await harness.dialogs.messages(user.id, user.id))[1]["content"][0]["text"] == "Second try."
+
+
+async def test_cancel_stops_the_answer_and_retry_asks_again(harness, telegram, redis_url):
+    slow = stream(*[f"w{i} " for i in range(100)], pause=0.05)
+    async with ScriptedWorker(redis_url, lambda job: slow) as worker:
+        user = await telegram.create_user(language_code="en")
+        await ask(harness, telegram, user.id, "tell me a long story")
+        await telegram.wait_for(lambda: "w3" in (telegram.bot_messages(user.id)[0].text or ""), 10)
+        await ask(harness, telegram, user.id, "/cancel")
+        await harness.finish_answers()
+        [answer] = telegram.bot_messages(user.id)
+        assert answer.text.endswith("⏹ Stopped.") and "w99" not in answer.text
+        assert await harness.dialogs.messages(user.id, user.id) == []  # a stopped answer is not context
+        assert await harness.redis.exists(protocol.cancel_key(worker.jobs[0].id))
+
+        worker.script = lambda job: stream("Short ", "story.")
+        await ask(harness, telegram, user.id, "/retry")
+        await harness.finish_answers()
+        assert worker.jobs[1].messages[-1] == worker.jobs[0].messages[-1]
+        await ask(harness, telegram, user.id, "/retry")
+        await harness.finish_answers()
+        assert len(await harness.dialogs.messages(user.id, user.id)) == 2  # replaced, not appended
+
+
+async def test_offline_model_keeps_the_turn_and_answers_when_a_worker_comes(harness, telegram, redis_url):
+    user = await telegram.create_user(language_code="en")
+    await ask(harness, telegram, user.id)
+    await telegram.wait_for(lambda: "offline" in telegram.bot_messages(user.id)[0].text, 10)
+    assert "until" in telegram.bot_messages(user.id)[0].text
+    async with ScriptedWorker(redis_url):
+        await harness.finish_answers()
+    assert telegram.bot_messages(user.id)[0].text == "Hello there."
+
+
+async def test_turn_expires_when_no_worker_comes(harness, telegram, monkeypatch):
+    monkeypatch.setattr(delivery_module, "DEADLINE_GRACE_S", 0.0)
+    harness.turns.settings = harness.settings.model_copy(update={"job_timeout_s": 1.0})
+    user = await telegram.create_user(language_code="en")
+    await ask(harness, telegram, user.id)
+    await harness.finish_answers()
+    assert "stayed offline" in telegram.bot_messages(user.id)[0].text
+    assert await harness.redis.xlen(protocol.JOBS_STREAM) == 0  # withdrawn: a late worker will not run it
+    assert await harness.access.inflight(user.id) is None
+
+
+async def test_queue_position_is_shown_and_updated(harness, telegram, redis_url):
+    await harness.redis.set(protocol.heartbeat_key("busy"), 1, ex=60)  # alive, but not taking jobs yet
+    users = [await telegram.create_user(language_code="en") for _ in range(3)]
+    for user in users:
+        await ask(harness, telegram, user.id)
+    last = users[-1].id
+    await telegram.wait_for(lambda: telegram.bot_messages(last)[0].text == "⏳ In the queue: 2 ahead of you.", 10)
+    async with ScriptedWorker(redis_url):
+        await harness.finish_answers()
+    assert all(telegram.bot_messages(u.id)[0].text == "Hello there." for u in users)
+
+
+async def test_user_who_blocked_the_bot_breaks_nothing(harness, telegram, redis_url):
+    async with ScriptedWorker(redis_url, lambda job: stream(*[f"x{i} " for i in range(60)], pause=0.05)) as worker:
+        gone = await telegram.create_user(language_code="en")
+        other = await telegram.create_user(language_code="en")
+        await ask(harness, telegram, gone.id)
+        await telegram.wait_for(lambda: "x2" in (telegram.bot_messages(gone.id)[0].text or ""), 10)
+        await telegram.block(gone.id)
+        await ask(harness, telegram, other.id)
+        await harness.finish_answers()
+        assert await harness.redis.exists(protocol.cancel_key(worker.jobs[0].id))  # the worker is told to stop
+    assert telegram.bot_messages(other.id)[0].text.startswith("x0 x1")
+    assert await harness.access.inflight(gone.id) is None
+
+
+async def test_refused_html_falls_back_to_plain_text(harness, telegram, monkeypatch):
+    from bot.services import outbox as outbox_module
+
+    monkeypatch.setattr(outbox_module, "to_html", lambda text: "<b>broken")
+    user = await telegram.create_user(language_code="en")
+    await telegram.send_text(user.id, "hi")  # the private chat must exist
+    message_id = await harness.outbox.send(user.id, "**still** readable", markdown=True)
+    assert [m.text for m in telegram.bot_messages(user.id) if m.message_id == message_id] == ["**still** readable"]
+
+
+async def test_bot_restart_mid_answer_resumes_the_same_message(telegram, redis_url):
+    first = BotUnderTest(telegram, redis_url)
+    user = await telegram.create_user(language_code="en")
+    async with ScriptedWorker(redis_url, lambda job: stream(*[f"p{i} " for i in range(40)], pause=0.05)):
+        await telegram.send_photo(user.id, png(), caption="describe")
+        await first.pump()
+        await telegram.wait_for(lambda: "p1" in (telegram.bot_messages(user.id)[0].text or ""), 10)
+        await first.stop()  # like SIGTERM mid-answer
+        second = BotUnderTest(telegram, redis_url)
+        await second.startup()  # resumes answers in flight
+        await second.finish_answers()
+        await second.stop()
+    [answer] = telegram.bot_messages(user.id)
+    assert answer.text == "".join(f"p{i} " for i in range(40)).strip()
+    assert len(await second.dialogs.messages(user.id, user.id)) == 2
