@@ -258,10 +258,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _metavar(hint) -> str:
-    args = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
-    if typing.get_origin(args[0]) is Literal:
-        return "{" + ",".join(map(str, typing.get_args(args[0]))) + "}"
-    return getattr(args[0], "__name__", "VALUE").upper()
+    if typing.get_origin(hint) is Literal:
+        return "{" + ",".join(map(str, typing.get_args(hint))) + "}"
+    inner = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]  # X | None -> X
+    return getattr(inner[0], "__name__", "VALUE").upper()
 
 
 def parse_args(argv: list[str] | None = None) -> TrainConfig:

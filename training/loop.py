@@ -97,7 +97,7 @@ def _global_report(accelerator, upfront: DataReport, runtime: DataReport) -> Dat
     counts = torch.tensor([runtime.skipped[k] for k in keys] + [runtime.truncated], device=accelerator.device)
     counts = accelerator.reduce(counts, "sum").tolist()
     total = DataReport(upfront.total, upfront.skipped.copy(), 0)
-    total.add(DataReport(0, Counter(dict(zip(keys, counts[:-1], strict=True))), counts[-1]))
+    total.add(DataReport(0, Counter({k: n for k, n in zip(keys, counts[:-1], strict=True) if n}), counts[-1]))
     return total
 
 

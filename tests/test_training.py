@@ -1,0 +1,248 @@
+"""Training runs on the tiny preset with synthetic data (solid shapes and captions naming them).
+
+A random LLM cannot be steered by its inputs (RMSNorm before a small random lm_head caps every logit), so a
+stage-1 run on it cannot lower the loss much. The module fixture therefore first makes an LLM that "knows how
+to look": a short joint run on the captions, after which the adapter and vectors are replaced by fresh random
+ones. Stage 1 must then rebuild the bridge with that LLM frozen, which is what stage 1 does for real.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+from PIL import Image, ImageDraw
+from safetensors.torch import load_file
+
+from model.checkpoint import adapter_state, build_in_memory, from_pretrained, load_adapter_state, load_model
+from model.config import preset_config
+from model.dialog import encode_dialog
+from model.generation import SamplingParams, generate
+from model.vision import VisionEncoder
+from training import eval as evaluate
+from training import run
+from training.config import build_config
+from training.data import DialogDataset, Sample, collate
+from training.loop import train
+from training.trainee import Trainee
+
+COLOURS = {"red": (220, 30, 30), "green": (30, 200, 30), "blue": (30, 30, 220), "yellow": (230, 220, 30)}
+SHAPES = ("circle", "square")
+PROMPT = "Describe the image briefly."
+FAST = {"num_workers": 0, "gradient_checkpointing": False, "warmup_ratio": 0.0, "caption_prompt": PROMPT,
+        "save_every": 1000, "log_every": 1}
+
+
+@contextlib.contextmanager
+def count_vision_calls():
+    calls = SimpleNamespace(n=0)
+    original = VisionEncoder.forward
+
+    def counting(self, pixels):
+        calls.n += 1
+        return original(self, pixels)
+
+    VisionEncoder.forward = counting
+    try:
+        yield calls
+    finally:
+        VisionEncoder.forward = original
+
+
+def make_images(root: Path) -> list[tuple[str, str]]:
+    (root / "img").mkdir(parents=True, exist_ok=True)
+    out = []
+    for colour, rgb in COLOURS.items():
+        for shape in SHAPES:
+            image = Image.new("RGB", (64, 64), "white")
+            draw = ImageDraw.Draw(image)
+            (draw.ellipse if shape == "circle" else draw.rectangle)([12, 12, 52, 52], fill=rgb)
+            name = f"img/{colour}_{shape}.png"
+            image.save(root / name)
+            out.append((name, f"A {colour} {shape}."))
+    return out
+
+
+def all_weights(folder: Path) -> dict[str, torch.Tensor]:
+    weights = {f"adapter.{k}": v for k, v in load_file(folder / "adapter.safetensors").items()}
+    weights |= {f"vision.{k}": v for k, v in load_file(folder / "vision.safetensors").items()}
+    weights |= {f"llm.{k}": v for k, v in load_file(folder / "llm" / "model.safetensors").items()}
+    return weights
+
+
+def changed(before: dict, after: dict) -> set[str]:
+    assert before.keys() == after.keys()
+    return {k for k in before if not torch.equal(before[k].float(), after[k].float())}
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    root = tmp_path_factory.mktemp("training")
+    images = make_images(root / "data")
+    (root / "data" / "captions.jsonl").write_text("".join(json.dumps({"image": i, "caption": c}) + "\n"
+                                                          for i, c in images))
+    dialogs = []
+    for n, (image, caption) in enumerate(images):
+        colour, shape = caption[2:-1].split()
+        dialogs.append({"id": f"i{n}", "image": image, "conversations": [
+            {"from": "human", "value": f"<image>\n{PROMPT}"}, {"from": "gpt", "value": caption},
+            {"from": "human", "value": "What colour is it?"}, {"from": "gpt", "value": colour},
+            {"from": "human", "value": "And the shape?"}, {"from": "gpt", "value": shape}]})
+        dialogs.append({"id": f"t{n}", "conversations": [  # text-only samples are allowed
+            {"from": "human", "value": f"Name a {shape}."}, {"from": "gpt", "value": f"A {colour} {shape}."}]})
+    (root / "data" / "dialogs.json").write_text(json.dumps(dialogs))
+
+    base = root / "base"
+    build_in_memory(preset_config("tiny"), device="cpu").save_pretrained(base)
+    common = {**FAST, "data": str(root / "data" / "captions.jsonl"), "feature_cache": str(root / "cache"),
+              "batch_size": 8, "micro_batch_size": 8}
+    with count_vision_calls() as calls:
+        joint = train(build_config({**common, "stage": 2, "init_from": str(base), "output_dir": str(root / "joint"),
+                                    "max_steps": 60, "lr": 3e-3, "llm_lr": 3e-3}))
+    assert calls.n == 1  # 8 images, one batch of cache_batch_size 16: CLIP ran once, to fill the cache
+    assert joint.losses[-1] < 0.3 * joint.losses[0]
+    seeing = from_pretrained(root / "joint", device="cpu")
+    load_adapter_state(seeing, adapter_state(build_in_memory(preset_config("tiny").replace(seed=1))), "fresh")
+    seeing.save_pretrained(root / "seeing")
+    return SimpleNamespace(root=root, images=images, common=common, seeing=root / "seeing")
+
+
+@pytest.fixture(scope="module")
+def stage1(work):
+    """Stage 1 through the command line, as a maintainer runs it."""
+    out = work.root / "stage1"
+    args = ["--config", "training/configs/stage1.yaml", "--init_from", str(work.seeing), "--output_dir", str(out),
+            "--data", work.common["data"], "--feature_cache", work.common["feature_cache"], "--batch_size", "8",
+            "--micro_batch_size", "8", "--max_steps", "30", "--lr", "1e-2", "--append_eos", "true"]
+    args += [f"--{k}={v}" for k, v in FAST.items()]
+    with count_vision_calls() as calls, contextlib.chdir(Path(__file__).resolve().parent.parent):
+        assert run.main(args) == 0
+    rows = list(csv.DictReader((out / "metrics.csv").open()))
+    return SimpleNamespace(out=out, losses=[float(r["loss"]) for r in rows], vision_calls=calls.n)
+
+
+def test_stage1_lowers_loss_and_trains_only_adapter_and_vectors(work, stage1):
+    assert len(stage1.losses) == 30
+    assert sum(stage1.losses[-3:]) / 3 < 0.5 * stage1.losses[0], stage1.losses
+    diff = changed(all_weights(work.seeing), all_weights(stage1.out))
+    adapter = {k for k in all_weights(work.seeing) if k.startswith("adapter.")}
+    assert diff == adapter  # every adapter tensor and SOI/EOI/USER/BOT moved; nothing else did
+    assert {"adapter.SOI", "adapter.EOI", "adapter.USER", "adapter.BOT"} <= diff
+    assert stage1.vision_calls == 0  # the cache filled by the fixture was reused: CLIP never ran
+    for name in ("metrics.csv", "loss_curve.png", "train_config.yaml", "training_state.pt", "config.json"):
+        assert (stage1.out / name).is_file(), name
+    assert json.loads((stage1.out / "config.json").read_text())["prompt_append_eos"] is True
+
+
+def test_stage2_from_stage1_trains_the_llm_never_clip(work, stage1):
+    out = work.root / "stage2"
+    with count_vision_calls() as calls:
+        result = train(build_config({**FAST, "stage": 2, "init_from": str(stage1.out), "output_dir": str(out),
+                                     "data": str(work.root / "data" / "dialogs.json"), "batch_size": 4,
+                                     "micro_batch_size": 2, "max_steps": 4, "optimizer": "adafactor",
+                                     "gradient_checkpointing": True, "lr": 1e-3, "llm_lr": 1e-3}))
+    assert calls.n > 0  # no feature cache this time: CLIP runs on the pixels of every micro-batch with images
+    before, after = all_weights(stage1.out), all_weights(out)
+    diff = changed(before, after)
+    assert not {k for k in diff if k.startswith("vision.")}
+    assert {k for k in before if k.startswith("llm.")} <= diff  # every LLM tensor was trained
+    assert result.step == 4 and all(torch.isfinite(torch.tensor(result.losses)))
+    assert (out / "loss_curve.png").is_file()
+
+
+def test_loss_counts_only_answer_tokens(work):
+    model = from_pretrained(work.seeing, device="cpu").eval()
+    trainee = Trainee(model, cached_features=False).eval()
+
+    def loss(question: str, answer: str, follow_up: str) -> float:
+        messages = [{"role": "user", "content": [{"type": "image", "key": work.images[0][0]},
+                                                 {"type": "text", "text": question}]},
+                    {"role": "assistant", "content": [{"type": "text", "text": answer}]},
+                    {"role": "user", "content": [{"type": "text", "text": follow_up}]}]
+        dataset = DialogDataset([Sample(messages, [work.images[0][0]])], model.tokenizer, model.config, 2048,
+                                work.root / "data")
+        with torch.no_grad():
+            return trainee(collate([dataset[0]])).item()
+
+    reference = loss(PROMPT, "A red circle.", "Thanks!")
+    # The trailing user turn comes after every answer token: if its tokens were targets, the loss would move.
+    assert loss(PROMPT, "A red circle.", "Something else entirely, and longer.") == reference
+    assert loss(PROMPT, "A blue square.", "Thanks!") != reference
+
+
+def test_resume_replays_the_uninterrupted_run(work, stage1):
+    cfg = {**FAST, "stage": 2, "init_from": str(stage1.out), "data": str(work.root / "data" / "dialogs.json"),
+           "batch_size": 4, "micro_batch_size": 2, "max_steps": 6, "num_workers": 1, "lr": 1e-3, "llm_lr": 1e-3,
+           "warmup_ratio": 0.2}  # warmup + cosine: the schedule must be restored too
+    straight = train(build_config({**cfg, "output_dir": str(work.root / "straight")}))
+    split = {**cfg, "output_dir": str(work.root / "split")}
+    first = train(build_config({**split, "stop_at": 3}))
+    assert first.step == 3 and first.checkpoint.name == "step-000003"
+    resumed = train(build_config({**split, "resume": str(first.checkpoint)}))
+    assert resumed.step == 6
+    assert first.losses + resumed.losses == pytest.approx(straight.losses, rel=1e-5)
+    a, b = all_weights(work.root / "straight"), all_weights(work.root / "split")
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6, msg=key)
+    steps = [int(r["step"]) for r in csv.DictReader((work.root / "split" / "metrics.csv").open())]
+    assert steps == [1, 2, 3, 4, 5, 6]
+
+
+def test_checkpoint_loads_in_the_worker_loader_and_generates(work, stage1):
+    model = load_model(path=stage1.out, device="cpu")  # what model.worker calls with MODEL_PATH
+    embeds = []
+    for image_path, _ in work.images:
+        messages = [{"role": "user", "content": [{"type": "image", "key": "i"}, {"type": "text", "text": PROMPT}]}]
+        dialog = encode_dialog(messages, model.tokenizer, model.config)
+        image = Image.open(work.root / "data" / image_path).convert("RGB")
+        with torch.no_grad():
+            embeds.append(model.embed_dialog(dialog, model.encode_images([image]))[0])
+    outputs = generate(model, embeds, SamplingParams(max_new_tokens=24))
+    right = sum(text.strip() == caption for (text, _, _), (_, caption) in zip(outputs, work.images, strict=True))
+    assert right >= 6, [o[0] for o in outputs]  # it learned the captions from the pictures ...
+    assert sum(finish == "stop" for _, finish, _ in outputs) >= 6  # ... and to stop (append_eos)
+
+
+def test_bad_data_is_skipped_counted_and_reported(work, caplog):
+    data = work.root / "data"
+    (data / "img" / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\nthis is not a png")
+    lines = [json.dumps({"image": i, "caption": c}) for i, c in work.images]
+    lines += ['{"image": "img/red_circle.png", "caption": ',  # broken JSON line
+              json.dumps({"image": "img/missing.png", "caption": "A ghost."}),
+              json.dumps({"image": "img/corrupt.png", "caption": "Broken."}),
+              json.dumps({"id": "e", "conversations": []}),
+              json.dumps({"image": "img/red_circle.png", "caption": "word " * 3000})]  # longer than the context
+    (data / "bad.jsonl").write_text("\n".join(lines) + "\n")
+    caplog.set_level("INFO")
+    result = train(build_config({**FAST, "init_from": str(work.seeing), "output_dir": str(work.root / "bad"),
+                                 "data": str(data / "bad.jsonl"), "batch_size": 10, "micro_batch_size": 5,
+                                 "max_steps": 1, "max_length": 256}))
+    assert result.step == 1
+    assert result.report.total == 13
+    assert dict(result.report.skipped) == {"broken_json": 1, "missing_image": 1, "empty_conversation": 1,
+                                           "unreadable_image": 1, "too_long": 1}
+    assert "1 images that could not be decoded" in caplog.text and "1 image files that do not exist" in caplog.text
+
+
+def test_eval_prints_caption_loss_and_vqa_accuracy(work, stage1, capsys):
+    vqa = work.root / "data" / "vqa.jsonl"
+    vqa.write_text("".join(json.dumps({"image": i, "question": PROMPT, "answers": [c, "something else"]}) + "\n"
+                           for i, c in work.images))
+    out = work.root / "eval.json"
+    assert evaluate.main(["--model", str(stage1.out), "--captions", work.common["data"], "--vqa", str(vqa),
+                          "--vqa-suffix", "", "--max-new-tokens", "24", "--out", str(out)]) == 0
+    results = json.loads(out.read_text())
+    assert results["caption_samples"] == 8 and results["vqa_questions"] == 8
+    assert results["caption_loss"] < 0.5 * stage1.losses[0]
+    assert results["vqa_exact_match"] >= 0.75
+    assert "caption_perplexity" in capsys.readouterr().out
+
+
+def test_exact_match_normalisation():
+    assert evaluate.normalize_answer("The Two red apples.") == evaluate.normalize_answer("2 red apples")
+    assert evaluate.normalize_answer("3.5") == "3.5" and evaluate.normalize_answer("Yes!\nmore text") == "yes"

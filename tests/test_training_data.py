@@ -1,0 +1,129 @@
+"""training/data.py and training/sampler.py: records -> messages -> encoded dialogs; bad data is counted."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from PIL import Image
+
+from model.checkpoint import build_in_memory
+from model.config import preset_config
+from model.dialog import IGNORE
+from model.tokenizer import encode_segment
+from training.data import ClipPreprocess, DialogDataset, caption_sample, collate, llava_sample, load_samples
+from training.sampler import StepBatches
+
+
+@pytest.fixture(scope="module")
+def model():
+    return build_in_memory(preset_config("tiny"), device="cpu")
+
+
+def _texts(message):
+    return [p["text"] for p in message["content"] if p["type"] == "text"]
+
+
+def _images(message):
+    return [p["key"] for p in message["content"] if p["type"] == "image"]
+
+
+def test_llava_image_tag_is_removed_and_image_goes_to_its_turn():
+    record = {"id": "1", "image": "cat.jpg", "conversations": [
+        {"from": "human", "value": "<image>\nWhat is this?"}, {"from": "gpt", "value": "A cat."},
+        {"from": "human", "value": "Colour?"}, {"from": "gpt", "value": "Grey."}]}
+    sample = llava_sample(record)
+    assert [m["role"] for m in sample.messages] == ["user", "assistant", "user", "assistant"]
+    assert _images(sample.messages[0]) == ["cat.jpg"] and _texts(sample.messages[0]) == ["What is this?"]
+    assert not _images(sample.messages[2]) and sample.images == ["cat.jpg"]
+
+    later = llava_sample({"image": "b.jpg", "conversations": [
+        {"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Hello"},
+        {"from": "human", "value": "And this? <image>"}, {"from": "gpt", "value": "A dog."}]})
+    assert _images(later.messages[2]) == ["b.jpg"] and _texts(later.messages[2]) == ["And this?"]
+    assert not _images(later.messages[0])
+
+    untagged = llava_sample({"image": "c.jpg", "conversations": [
+        {"from": "human", "value": "Describe."}, {"from": "gpt", "value": "A car."}]})
+    assert _images(untagged.messages[0]) == ["c.jpg"]  # the released place: before the first turn
+
+
+def test_llava_text_only_and_broken_records():
+    text_only = llava_sample({"conversations": [{"from": "human", "value": "2+2?"}, {"from": "gpt", "value": "4"}]})
+    assert text_only.images == [] and not any(_images(m) for m in text_only.messages)
+    assert llava_sample({"conversations": []}) == "empty_conversation"
+    assert llava_sample({"id": "x"}) == "empty_conversation"
+    assert llava_sample({"conversations": [{"from": "human", "value": "hi"}]}) == "no_answer"
+    assert llava_sample({"conversations": [{"from": "alien", "value": "hi"}]}) == "unknown_role"
+    assert caption_sample({"image": "a.png", "caption": "  "}, "p") == "bad_record"
+
+
+def test_load_samples_counts_every_kind_of_bad_record(tmp_path):
+    Image.new("RGB", (8, 8), "red").save(tmp_path / "ok.png")
+    lines = [json.dumps({"image": "ok.png", "caption": "red"}),
+             "{not json",
+             json.dumps({"image": "gone.png", "caption": "missing"}),
+             json.dumps({"id": "e", "conversations": []}),
+             json.dumps({"id": "t", "conversations": [{"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}]}),
+             json.dumps(["not", "a", "record"])]
+    (tmp_path / "mixed.jsonl").write_text("\n".join(lines) + "\n")
+    samples, report, root = load_samples(tmp_path / "mixed.jsonl", None, "Describe.")
+    assert len(samples) == 2 and root == tmp_path
+    assert report.total == 6
+    assert dict(report.skipped) == {"broken_json": 1, "missing_image": 1, "empty_conversation": 1, "bad_record": 1}
+    assert "1 lines that are not valid JSON" in report.summary()
+
+
+def test_clip_preprocess_matches_the_model(model):
+    """The workers' copy of the preprocessing must give exactly the pixels model.vision.preprocess gives."""
+    for size in ((64, 64), (300, 40)):  # the second is past vision_max_aspect: padded to a square
+        image = Image.new("RGB", size, (200, 30, 60))
+        assert torch.equal(ClipPreprocess(model.config)(image), model.vision.preprocess([image])[0])
+
+
+def test_dataset_labels_truncation_and_runtime_skips(model, tmp_path):
+    Image.new("RGB", (16, 16), "blue").save(tmp_path / "blue.png")
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    turns = [{"role": r, "content": [{"type": "text", "text": t}]}
+             for r, t in [("user", "first question"), ("assistant", "first answer"),
+                          ("user", "second question"), ("assistant", "second answer")]]
+    from training.data import Sample
+
+    image_turn = [{"role": "user", "content": [{"type": "image", "key": "blue.png"}, {"type": "text", "text": "q"}]},
+                  {"role": "assistant", "content": [{"type": "text", "text": "blue"}]}]
+    broken = [{"role": "user", "content": [{"type": "image", "key": "broken.png"}, {"type": "text", "text": "q"}]},
+              {"role": "assistant", "content": [{"type": "text", "text": "x"}]}]
+    cfg = model.config.replace(prompt_append_eos=True)
+    full = DialogDataset([Sample(turns, [])], model.tokenizer, cfg, 2048, tmp_path)[0]["dialog"]
+    dataset = DialogDataset([Sample(turns, []), Sample(image_turn, ["blue.png"]), Sample(broken, ["broken.png"]),
+                             Sample([*turns[:2], {"role": "user", "content": [{"type": "text", "text": "long " * 900}]},
+                                     turns[3]], [])],
+                            model.tokenizer, cfg, len(full) - 3, tmp_path)
+    truncated = dataset[0]["dialog"]
+    assert truncated.dropped_turns == 1  # the oldest turn went, the last answer stayed
+    answer = encode_segment(model.tokenizer, "second answer") + [model.tokenizer.eos_token_id]
+    assert [t for t in truncated.labels() if t != IGNORE] == answer
+    first_full = encode_segment(model.tokenizer, "first answer") + [model.tokenizer.eos_token_id]
+    assert [t for t in full.labels() if t != IGNORE] == first_full + answer
+    batch = collate([dataset[i] for i in range(4)])
+    assert len(batch) == 2 and batch.images.shape == (1, 3, 48, 48)
+    assert dict(batch.report.skipped) == {"unreadable_image": 1, "too_long": 1}
+    assert batch.report.truncated == 1
+
+
+def test_step_batches_depend_on_seed_and_epoch_only():
+    def batches(epoch, start=0, world=1, rank=0, seed=7):
+        return list(StepBatches(50, micro=2, accumulation=3, world=world, rank=rank, seed=seed, epoch=epoch,
+                                start_step=start))
+
+    full = batches(0)
+    assert len(full) == (50 // 6) * 3 and all(len(b) == 2 for b in full)
+    assert batches(0) == full and batches(1) != full and batches(0, seed=8) != full
+    assert batches(0, start=3) == full[9:]  # resuming at step 3 skips exactly the consumed micro-batches
+    assert len({i for b in full for i in b}) == 48  # no repeats within an epoch
+
+    two = [batches(0, world=2, rank=r) for r in (0, 1)]
+    for step in range(50 // 12):
+        mine = [set(sum(two[r][step * 3:(step + 1) * 3], [])) for r in (0, 1)]
+        assert not mine[0] & mine[1] and len(mine[0] | mine[1]) == 12  # the processes split each step's samples
