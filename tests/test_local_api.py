@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 
 import aiohttp
 import pytest
-from aiogram import Bot
-from aiogram.client.session.aiohttp import AiohttpSession
-from aiogram.client.telegram import TelegramAPIServer
 from aiogram.exceptions import (
     TelegramBadRequest,
     TelegramConflictError,
@@ -23,38 +19,9 @@ from aiogram.types import BotCommand, BotCommandScopeAllPrivateChats, BotCommand
 from aiohttp import web
 from PIL import Image
 
-from bot.local_api import LocalBotAPI
+from tests.local_api_helpers import make_bot, png
 
-
-def png(width: int = 1000, height: int = 600, colour: str = "red") -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", (width, height), colour).save(buffer, "PNG")
-    return buffer.getvalue()
-
-
-def make_bot(server: LocalBotAPI, token: str | None = None) -> Bot:
-    api = TelegramAPIServer.from_base(server.base_url)
-    return Bot(token or server.bot().token, session=AiohttpSession(api=api))
-
-
-@pytest.fixture
-async def server():
-    async with LocalBotAPI(bot_username="omni_test_bot") as running:
-        yield running
-
-
-@pytest.fixture
-async def bot(server):
-    client = make_bot(server)
-    yield client
-    await client.session.close()
-
-
-@pytest.fixture
-async def user(server):
-    person = await server.create_user(first_name="Ann", username="ann", language_code="en")
-    await server.send_text(person.id, "/start")  # opens the private chat, as in Telegram
-    return person
+pytest_plugins = ("tests.local_api_fixtures",)  # server, bot, user
 
 
 async def test_get_me_and_wrong_token(server, bot):
@@ -117,55 +84,6 @@ async def test_send_and_edit_round_trip_with_html(server, bot, user):
     stored = server.bot_messages(user.id)[-1]
     assert stored.text == "Hello again" and stored.edit_count == 1
     assert stored.history[0]["text"] == "Hello, Ann & co 😀 x" and stored.history[0]["parse_mode"] == "HTML"
-
-
-@pytest.mark.parametrize(
-    ("markup", "error"),
-    [
-        ("<b>bold</i>", 'Unmatched end tag at byte offset 7, expected "</b>", found "</i>"'),
-        ("<b>never closed", 'Can\'t find end tag corresponding to start tag "b"'),
-        ("1 < 2", 'Unsupported start tag "" at byte offset 2'),
-        ("<blink>x</blink>", 'Unsupported start tag "blink"'),
-        ("<span>x</span>", 'Tag "span" must have class "tg-spoiler"'),
-    ],
-)
-async def test_bad_html_is_refused(bot, user, markup, error):
-    with pytest.raises(TelegramBadRequest, match="can't parse entities") as caught:
-        await bot.send_message(user.id, markup, parse_mode="HTML")
-    assert error in caught.value.message
-
-
-async def test_good_html_tags_become_entities(bot, user):
-    sent = await bot.send_message(
-        user.id,
-        '<pre><code class="language-python">print(1)</code></pre>\n<a href="https://x.org/?a=1&amp;b=2">link</a> '
-        "<tg-spoiler>s</tg-spoiler> <blockquote expandable>q</blockquote> <s>x</s><u>y</u>",
-        parse_mode="HTML",
-    )
-    kinds = {e.type: e for e in sent.entities}
-    assert kinds["pre"].language == "python" and "code" not in kinds
-    assert kinds["text_link"].url == "https://x.org/?a=1&b=2"
-    assert {"spoiler", "expandable_blockquote", "strikethrough", "underline"} <= set(kinds)
-
-
-async def test_markdown_v2_needs_escapes(bot, user):
-    with pytest.raises(TelegramBadRequest, match="Character '.' is reserved"):
-        await bot.send_message(user.id, "Done. *bold*", parse_mode="MarkdownV2")
-    sent = await bot.send_message(user.id, "Done\\. *bold* `a.b`", parse_mode="MarkdownV2")
-    assert sent.text == "Done. bold a.b"
-    assert [(e.type, e.offset, e.length) for e in sent.entities] == [("bold", 6, 4), ("code", 11, 3)]
-
-
-async def test_text_length_limits(bot, user):
-    await bot.send_message(user.id, "x" * 4096)
-    with pytest.raises(TelegramBadRequest, match="message is too long"):
-        await bot.send_message(user.id, "x" * 4097)
-    # the limit applies after parsing: markup does not count
-    await bot.send_message(user.id, "<b>" + "x" * 4096 + "</b>", parse_mode="HTML")
-    with pytest.raises(TelegramBadRequest, match="message text is empty"):
-        await bot.send_message(user.id, "<b> </b>", parse_mode="HTML")
-    with pytest.raises(TelegramBadRequest, match="message caption is too long"):
-        await bot.send_photo(user.id, BufferedInputFile(png(50, 50), "a.png"), caption="c" * 1025)
 
 
 async def test_injected_429_gives_retry_after(server, bot, user):
@@ -260,7 +178,7 @@ async def test_webhook_delivery_with_secret(server, bot):
 
     app = web.Application()
     app.router.add_post("/hook", hook)
-    runner = web.AppRunner(app)
+    runner = web.AppRunner(app, shutdown_timeout=0.5)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
@@ -280,6 +198,7 @@ async def test_webhook_delivery_with_secret(server, bot):
         await bot.delete_webhook()
         assert (await bot.get_webhook_info()).url == ""
     finally:
+        await bot.delete_webhook()
         await runner.cleanup()
 
 
@@ -374,7 +293,7 @@ async def test_real_dispatcher_polling_and_webhook_reply(server, bot):
     SimpleRequestHandler(dispatcher, bot, handle_in_background=False, secret_token="k3y").register(
         app, path="/hook"
     )
-    runner = web.AppRunner(app)
+    runner = web.AppRunner(app, shutdown_timeout=0.5)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()
     try:
