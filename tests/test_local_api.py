@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import json
+import sys
 
 import aiohttp
 import pytest
 from aiogram.exceptions import (
     TelegramBadRequest,
     TelegramConflictError,
-    TelegramForbiddenError,
-    TelegramRetryAfter,
-    TelegramServerError,
     TelegramUnauthorizedError,
 )
 from aiogram.types import BotCommand, BotCommandScopeAllPrivateChats, BotCommandScopeChat, BufferedInputFile
@@ -84,45 +81,6 @@ async def test_send_and_edit_round_trip_with_html(server, bot, user):
     stored = server.bot_messages(user.id)[-1]
     assert stored.text == "Hello again" and stored.edit_count == 1
     assert stored.history[0]["text"] == "Hello, Ann & co 😀 x" and stored.history[0]["parse_mode"] == "HTML"
-
-
-async def test_injected_429_gives_retry_after(server, bot, user):
-    server.inject_retry_after(7, count=2, method="sendMessage")
-    for _ in range(2):
-        with pytest.raises(TelegramRetryAfter) as caught:
-            await bot.send_message(user.id, "hi")
-        assert caught.value.retry_after == 7
-    await bot.send_message(user.id, "hi")  # the fault is used up
-    await bot.send_chat_action(user.id, "typing")  # another method was never affected
-
-
-async def test_injected_5xx_for_a_while(server, bot, user):
-    server.inject_server_error(502, seconds=0.5)
-    with pytest.raises(TelegramServerError, match="Bad Gateway"):
-        await bot.get_me()
-    await asyncio.sleep(0.6)
-    assert (await bot.get_me()).is_bot
-
-
-async def test_rate_limit_per_chat(server, bot, user):
-    server.set_rate_limits(enabled=True, private_per_second=1.0, private_burst=2)
-    await bot.send_message(user.id, "one")
-    await bot.send_message(user.id, "two")
-    with pytest.raises(TelegramRetryAfter) as caught:
-        await bot.send_message(user.id, "three")
-    assert caught.value.retry_after == 1
-    assert server.max_rate(user.id, window=1.0) == 2
-
-
-async def test_blocked_user_gives_forbidden(server, bot, user):
-    await server.block(user.id)
-    with pytest.raises(TelegramForbiddenError, match="bot was blocked by the user"):
-        await bot.send_message(user.id, "hello?")
-    stranger = await server.create_user(first_name="Bob")
-    with pytest.raises(TelegramForbiddenError, match="can't initiate conversation"):
-        await bot.send_message(stranger.id, "hello?")
-    updates = await bot.get_updates(allowed_updates=["message", "my_chat_member"])
-    assert updates[-1].my_chat_member.new_chat_member.status == "kicked"
 
 
 async def test_commands_menu_per_scope(server, bot, user):
@@ -200,57 +158,6 @@ async def test_webhook_delivery_with_secret(server, bot):
     finally:
         await bot.delete_webhook()
         await runner.cleanup()
-
-
-async def test_control_api_over_http(server):
-    base = f"{server.base_url}/_control"
-    async with aiohttp.ClientSession() as http:
-        async with http.post(f"{base}/create_user", json={"user_id": 5001, "first_name": "Web"}) as response:
-            assert (await response.json())["result"]["id"] == 5001
-        async with http.post(f"{base}/send_text", json={"user_id": 5001, "text": "hi /help"}) as response:
-            view = (await response.json())["result"]
-            assert view["message"]["text"] == "hi /help"
-            assert view["message"]["entities"] == [{"type": "bot_command", "offset": 3, "length": 5}]
-        form = aiohttp.FormData()
-        form.add_field("user_id", "5001")
-        form.add_field("caption", "look")
-        form.add_field("photo", png(), filename="cat.png", content_type="image/png")
-        async with http.post(f"{base}/send_photo", data=form) as response:
-            assert (await response.json())["result"]["message"]["caption"] == "look"
-        async with http.post(f"{base}/send_text", json={"user_id": 1, "text": "x"}) as response:
-            assert response.status == 400 and "create_user" in (await response.json())["error"]
-        async with http.get(f"{base}/transcript", params={"chat_id": "5001"}) as response:
-            messages = (await response.json())["messages"]
-            assert [m["message"].get("text", m["message"].get("caption")) for m in messages] == [
-                "hi /help",
-                "look",
-            ]
-    assert server.bot().updates.pending_count == 2
-
-
-async def test_event_feed_streams_an_edit(server, bot, user):
-    sent = await bot.send_message(user.id, "draft")
-    events: list[dict] = []
-    async with aiohttp.ClientSession() as http:
-        async with http.get(
-            f"{server.base_url}/_control/events", params={"chat_id": str(user.id)}
-        ) as response:
-
-            async def read() -> None:
-                async for line in response.content:
-                    if line.startswith(b"data: "):
-                        event = json.loads(line[6:])
-                        events.append(event)
-                        if event["type"] == "edit":
-                            return
-
-            reader = asyncio.create_task(read())
-            await server.wait_for(lambda: events, timeout=5)  # "ready": subscribed
-            await bot.edit_message_text("final", chat_id=user.id, message_id=sent.message_id)
-            await asyncio.wait_for(reader, 5)
-    edit = events[-1]
-    assert edit["chat_id"] == user.id and edit["message"]["message"]["text"] == "final"
-    assert edit["message"]["edit_count"] == 1
 
 
 async def test_not_found_downloads_and_methods_errors(server, bot, user):
@@ -378,12 +285,61 @@ async def test_buttons_callbacks_chat_info_delete_and_actions(server, bot, user)
         await bot.delete_message(user.id, sent.message_id)
 
 
-async def test_edits_count_against_the_rate_limit(server, bot, user):
-    server.set_rate_limits(enabled=True, private_per_second=2.0, private_burst=1)
-    sent = await bot.send_message(user.id, "1")
-    with pytest.raises(TelegramRetryAfter):
-        await bot.edit_message_text("2", chat_id=user.id, message_id=sent.message_id)
-    await asyncio.sleep(0.55)
-    await bot.edit_message_text("2", chat_id=user.id, message_id=sent.message_id)
-    assert server.max_rate(user.id, window=0.5) == 1
-    assert server.calls["editMessageText"] == 2
+async def test_json_bodies_and_query_strings_are_accepted(server, user):
+    """Not only aiogram's forms: JSON with real types, and GET with a query string, as Telegram allows."""
+    base = f"{server.base_url}/bot{server.bot().token}"
+    keyboard = {"inline_keyboard": [[{"text": "More", "callback_data": "more"}]]}
+    async with aiohttp.ClientSession() as http:
+        body = {"chat_id": user.id, "text": "*hi*", "parse_mode": "MarkdownV2", "reply_markup": keyboard}
+        async with http.post(f"{base}/sendMessage", json=body) as response:
+            result = (await response.json())["result"]
+        assert result["entities"] == [{"type": "bold", "offset": 0, "length": 2}]
+        assert result["reply_markup"] == keyboard
+        async with http.get(f"{base}/getChat", params={"chat_id": str(user.id)}) as response:
+            assert (await response.json())["result"]["first_name"] == "Ann"
+        async with http.post(f"{base}/sendMessage", json={"chat_id": user.id}) as response:
+            assert (response.status, (await response.json())["description"]) == (
+                400,
+                "Bad Request: message text is empty",
+            )
+
+
+async def test_unsupported_content_arrives_as_telegram_types(server, bot):
+    ann = await server.create_user(first_name="Ann")
+    await server.send_sticker(ann.id, emoji="🐱")
+    await server.send_voice(ann.id, duration=3)
+    await server.send_video(ann.id, duration=4, caption="clip")
+    await server.send_document(ann.id, b"%PDF-1.4 ...", file_name="paper.pdf")
+    messages = [u.message for u in await bot.get_updates()]
+    assert messages[0].sticker.emoji == "🐱" and messages[0].sticker.width == 512
+    assert (messages[1].voice.duration, messages[1].voice.mime_type) == (3, "audio/ogg")
+    assert (messages[2].video.duration, messages[2].caption) == (4, "clip")
+    assert (messages[3].document.mime_type, messages[3].document.file_name) == (
+        "application/pdf",
+        "paper.pdf",
+    )
+    assert (await bot.download(messages[3].document.file_id)).getvalue() == b"%PDF-1.4 ..."
+
+
+async def test_command_line_server_prints_its_url():
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot.local_api",
+        "--port",
+        "0",
+        "--token",
+        "77:CLI",
+        stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        line = (await asyncio.wait_for(process.stdout.readline(), 30)).decode()
+        url = line.split("TELEGRAM_API_URL=")[1].rstrip(")\n ")
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"{url}/bot77:CLI/getMe") as response:
+                assert (await response.json())["result"]["id"] == 77
+            async with http.get(f"{url}/") as response:
+                assert "playground.js" in await response.text()
+    finally:
+        process.terminate()
+        assert await asyncio.wait_for(process.wait(), 10) == 0
