@@ -220,6 +220,12 @@ async def test_bot_sends_photo_and_document_by_upload_and_file_id(server, bot, u
     )
     assert [(p.width, p.height) for p in sent.photo] == [(90, 68), (320, 240), (400, 300)]
     assert sent.caption == "look" and sent.caption_entities[0].type == "italic"
+    edited = await bot.edit_message_caption(
+        chat_id=user.id, message_id=sent.message_id, caption="new caption"
+    )
+    assert edited.caption == "new caption" and edited.photo[-1].file_id == sent.photo[-1].file_id
+    with pytest.raises(TelegramBadRequest, match="there is no text in the message to edit"):
+        await bot.edit_message_text("x", chat_id=user.id, message_id=sent.message_id)
     again = await bot.send_photo(user.id, sent.photo[-1].file_id)
     assert again.photo[-1].file_id == sent.photo[-1].file_id
     doc = await bot.send_document(user.id, BufferedInputFile(b"a,b\n1,2\n", "table.csv"))
@@ -268,6 +274,11 @@ async def test_buttons_callbacks_chat_info_delete_and_actions(server, bot, user)
     assert server.bot().callback_answers[query_id]["text"] == "ok"
     with pytest.raises(TelegramBadRequest, match="query is too old"):
         await bot.answer_callback_query(query_id)
+
+    unbuttoned = await bot.edit_message_reply_markup(chat_id=user.id, message_id=sent.message_id)
+    assert unbuttoned.reply_markup is None and unbuttoned.text == "answer"
+    with pytest.raises(TelegramBadRequest, match="message is not modified"):
+        await bot.edit_message_reply_markup(chat_id=user.id, message_id=sent.message_id)
 
     chat = await bot.get_chat(user.id)
     assert (chat.type, chat.first_name, chat.username) == ("private", "Ann", "ann")

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from .errors import ControlError
-from .state import StoredMessage
 
 if TYPE_CHECKING:
     from .server import LocalBotAPI
@@ -105,13 +104,14 @@ async def _arguments(request: web.Request, action: str) -> dict[str, Any]:
     if file_param == "photos" and files:
         args["photos"] = [data for key, data, _ in files if key in ("photo", "photos", "data")]
     elif file_param and files:
-        args[file_param] = next(data for key, data, _ in files if key in _FILE_PARTS)
+        uploaded = next((data for key, data, _ in files if key in _FILE_PARTS), None)
+        if uploaded is None:
+            raise ControlError(f"name the file part one of {', '.join(_FILE_PARTS)}")
+        args[file_param] = uploaded
     return {key: _typed(key, value) for key, value in args.items()}
 
 
 def _result(value: Any) -> Any:
-    if isinstance(value, StoredMessage):
-        return value.to_json()
     if isinstance(value, list):
         return [_result(v) for v in value]
     if hasattr(value, "to_json"):
@@ -121,7 +121,19 @@ def _result(value: Any) -> Any:
     return value
 
 
+@web.middleware
+async def _control_errors(request: web.Request, handler: Any) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ControlError as error:
+        if not request.path.startswith("/_control/"):
+            raise
+        return _json({"ok": False, "error": str(error)}, 400)
+
+
 def setup_control_routes(app: web.Application, api: LocalBotAPI) -> None:
+    app.middlewares.append(_control_errors)
+
     async def action(request: web.Request) -> web.Response:
         name = request.match_info["action"]
         if name not in _ACTIONS:
@@ -139,7 +151,6 @@ def setup_control_routes(app: web.Application, api: LocalBotAPI) -> None:
         return _json(
             {
                 "me": bot.me_json(),
-                "token_hint": bot.token.split(":")[0],
                 "privacy_mode": bot.privacy_mode,
                 "commands": commands,
                 "webhook": bot.webhook.info(bot.updates.pending_count, bot.updates.allowed),
@@ -149,7 +160,10 @@ def setup_control_routes(app: web.Application, api: LocalBotAPI) -> None:
 
     def _query_int(request: web.Request, key: str) -> int | None:
         value = request.query.get(key)
-        return int(value) if value not in (None, "") else None
+        try:
+            return int(value) if value not in (None, "") else None
+        except ValueError:
+            raise ControlError(f"{key} must be an integer") from None
 
     async def transcript(request: web.Request) -> web.Response:
         chat_id = _query_int(request, "chat_id")

@@ -68,7 +68,7 @@ def formatted(
     except EntityParseError as error:
         raise bad_request(f"can't parse entities: {error}") from None
     except UnsupportedParseMode:
-        raise bad_request(f"unsupported parse_mode {parse_mode}") from None
+        raise bad_request("unsupported parse_mode") from None
     if required and not text:
         raise bad_request("message text is empty")
     if field == "text" and len(text) > MAX_TEXT:
@@ -95,6 +95,11 @@ def reply_markup(p: Params) -> dict[str, Any] | None:
     return markup
 
 
+def _inline(markup: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Only inline keyboards belong to a message; reply keyboards live in the user's client."""
+    return markup if markup and "inline_keyboard" in markup else None
+
+
 def _reply_target(chat: Chat, p: Params) -> dict[str, Any] | None:
     parameters = p.json("reply_parameters")
     if not isinstance(parameters, dict):
@@ -105,7 +110,10 @@ def _reply_target(chat: Chat, p: Params) -> dict[str, Any] | None:
             "message_id": message_id,
             "allow_sending_without_reply": p.bool("allow_sending_without_reply"),
         }
-    target = chat.messages.get(int(parameters.get("message_id", 0)))
+    try:
+        target = chat.messages.get(int(parameters.get("message_id", 0)))
+    except (TypeError, ValueError):
+        raise bad_request("invalid reply_parameters specified") from None
     if target is None or target.deleted:
         if parameters.get("allow_sending_without_reply"):
             return None
@@ -122,10 +130,10 @@ def deliver(
     api.rate_limits.check(bot.me.id, chat.id, chat.is_group)
     if reply:
         content["reply_to_message"] = reply
-    if markup and "inline_keyboard" in markup:
+    if _inline(markup):
         content["reply_markup"] = markup
     message = chat.add_message(bot.me, content, from_bot=True, parse_mode=parse_mode)
-    if markup and "inline_keyboard" not in markup:
+    if markup and not _inline(markup):
         message.keyboard = markup
     chat.action = None  # a message from the bot ends its "typing..." status, as in Telegram clients
     api.emit(bot, "message", chat, message)
@@ -209,12 +217,7 @@ async def edit_message_text(api: LocalBotAPI, bot: BotAccount, p: Params) -> dic
     if "text" not in message.data:
         raise bad_request("there is no text in the message to edit")
     text, entities, parse_mode = formatted(p)
-    markup = reply_markup(p)
-    changes = {
-        "text": text,
-        "entities": entities,
-        "reply_markup": markup if markup and "inline_keyboard" in markup else None,
-    }
+    changes = {"text": text, "entities": entities, "reply_markup": _inline(reply_markup(p))}
     return _apply_edit(api, bot, chat, message, changes, parse_mode)
 
 
@@ -223,26 +226,14 @@ async def edit_message_caption(api: LocalBotAPI, bot: BotAccount, p: Params) -> 
     if "text" in message.data:
         raise bad_request("there is no caption in the message to edit")
     caption, entities, parse_mode = formatted(p, "caption", "caption_entities", required=False)
-    markup = reply_markup(p)
-    changes = {
-        "caption": caption,
-        "caption_entities": entities,
-        "reply_markup": markup if markup and "inline_keyboard" in markup else None,
-    }
+    changes = {"caption": caption, "caption_entities": entities, "reply_markup": _inline(reply_markup(p))}
     return _apply_edit(api, bot, chat, message, changes, parse_mode)
 
 
 async def edit_message_reply_markup(api: LocalBotAPI, bot: BotAccount, p: Params) -> dict[str, Any]:
     chat, message = _message_to_edit(api, bot, p)
-    markup = reply_markup(p)
-    return _apply_edit(
-        api,
-        bot,
-        chat,
-        message,
-        {"reply_markup": markup if markup and "inline_keyboard" in markup else None},
-        message.parse_mode,
-    )
+    changes = {"reply_markup": _inline(reply_markup(p))}
+    return _apply_edit(api, bot, chat, message, changes, message.parse_mode)
 
 
 async def delete_message(api: LocalBotAPI, bot: BotAccount, p: Params) -> bool:

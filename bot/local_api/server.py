@@ -19,7 +19,7 @@ from aiohttp import web
 from .bot_methods import BOT_METHODS
 from .control import Control
 from .control_http import setup_control_routes
-from .errors import NOT_FOUND, UNAUTHORIZED, ApiError
+from .errors import NOT_FOUND, UNAUTHORIZED, ApiError, ControlError
 from .events import EventHub
 from .faults import FaultInjector, RateLimits
 from .methods import MESSAGE_METHODS
@@ -102,7 +102,11 @@ class LocalBotAPI(Control, Observe):
         return bot
 
     def bot(self, token: str | None = None) -> BotAccount:
-        return self.bots[token or self.primary_token]
+        """The bot with this token (default: the first one)."""
+        found = self.bots.get(token or self.primary_token)
+        if found is None:
+            raise ControlError("no bot with that token")
+        return found
 
     @property
     def http(self) -> aiohttp.ClientSession:
