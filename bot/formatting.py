@@ -103,6 +103,12 @@ def to_html(markdown: str) -> str:
     return result if tags_are_balanced(result) else html.escape(markdown, quote=False)
 
 
+def has_visible_text(markdown: str) -> bool:
+    """Whether Telegram would see any text: a piece that is only markup or spaces is refused ("message text
+    is empty"), and a streaming answer can be exactly that for a moment."""
+    return bool(html.unescape(re.sub(r"<[^>]+>", "", to_html(markdown))).strip())
+
+
 class _TagChecker(HTMLParser):
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)

@@ -52,7 +52,7 @@ class Settings(BaseSettings):
     # --- Telegram output ----------------------------------------------------------------------------------
     edit_interval_private_s: float = Field(1.0, ge=0)  # Telegram: about one message per second per chat
     edit_interval_group_s: float = Field(3.0, ge=0)  # and 20 per minute in a group
-    message_max_chars: int = Field(4096, ge=200, le=4096)  # longer answers continue in further messages
+    message_max_chars: int = Field(4096, ge=100, le=4096)  # longer answers continue in further messages
     max_edits_per_second: float = Field(25, gt=0)  # under Telegram's ~30/s for the whole bot; finals bypass it
 
     # --- running --------------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import redis
 from PIL import Image
 from redis.asyncio import Redis
 
@@ -154,38 +155,41 @@ class ScriptedWorker:
 
 
 class RealWorker:
-    """`python -m model.worker` on the tiny preset, as a subprocess with its log in a file."""
+    """`python -m model.worker` on the tiny preset, as a subprocess with its log in a file. Synchronous, so a
+    module-scoped fixture can share one worker between tests (it starts in seconds, but not in no time)."""
 
     def __init__(self, redis_url: str, log_path: Path, **env: str):
         self.redis_url = redis_url
         self.log_path = log_path
         self.env = {**os.environ, "MODEL_PRESET": "tiny", "REDIS_URL": redis_url, "DEVICE": "cpu", **env}
-        self.process: asyncio.subprocess.Process | None = None
-        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+        self.process: subprocess.Popen | None = None
 
-    async def start(self, within_s: float = 90.0) -> RealWorker:
-        self.process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "model.worker", env=self.env, stdout=self._log, stderr=subprocess.STDOUT)
-        redis = Redis.from_url(self.redis_url)
+    def start(self, within_s: float = 120.0) -> RealWorker:
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen([sys.executable, "-m", "model.worker"], env=self.env, stdout=log,
+                                            stderr=subprocess.STDOUT)
+        client = redis.Redis.from_url(self.redis_url)
+        deadline = time.monotonic() + within_s
         try:
-            await wait_until(lambda: self._alive(redis), within_s, "the worker's heartbeat")
+            while not client.keys(protocol.HEARTBEAT_PATTERN):
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"the worker did not come up:\n{self.log()[-3000:]}")
+                time.sleep(0.1)
         finally:
-            await redis.aclose()
+            client.close()
         return self
 
-    async def _alive(self, redis: Redis) -> bool:
-        if self.process.returncode is not None:
-            raise RuntimeError(f"worker exited: {self.log_path.read_text()[-2000:]}")
-        return bool(await redis.keys(protocol.HEARTBEAT_PATTERN))
-
-    async def stop(self) -> None:
-        if self.process and self.process.returncode is None:
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
-            await asyncio.wait_for(self.process.wait(), 30)
-        self._log.close()
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
 
     def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
 async def last_job(redis: Redis) -> protocol.Job:

@@ -100,6 +100,16 @@ async def test_worker_errors_become_human_messages(harness, telegram, redis_url)
     assert await harness.dialogs.messages(user.id, user.id) == []  # failed exchanges are not remembered
 
 
+async def test_answer_with_nothing_visible_is_never_sent_empty(harness, telegram, redis_url):
+    async with ScriptedWorker(redis_url, lambda job: stream(" ", "\x02", "\n```", "\n```", pause=0.3)):
+        user = await telegram.create_user(language_code="en")
+        await ask(harness, telegram, user.id)
+        await harness.finish_answers()
+    [answer] = telegram.bot_messages(user.id)  # Telegram refuses empty text: it must never be tried
+    assert answer.text == "(the model returned an empty answer)"
+    assert not [r for r in telegram.call_log if r.status == 400]
+
+
 async def test_restart_event_drops_what_was_streamed(harness, telegram, redis_url):
     events = [protocol.delta_event("first attempt that dies"), {"sleep": 1.2}, protocol.restart_event(),
               protocol.delta_event("Second "), protocol.delta_event("try."), protocol.done_event("Second try.", "stop", 2)]

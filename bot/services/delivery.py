@@ -16,7 +16,7 @@ from typing import Any
 from aiogram import Bot
 from aiogram.utils.chat_action import ChatActionSender
 
-from bot.formatting import TELEGRAM_TEXT_LIMIT
+from bot.formatting import TELEGRAM_TEXT_LIMIT, has_visible_text
 from bot.i18n import Translator
 from bot.observability import BotMetrics, UserHasher
 from bot.services.access import AccessControl
@@ -202,11 +202,13 @@ class AnswerDelivery:
         return t("status.next") if ahead == 0 else t("status.queued", ahead=ahead)
 
     async def _show_outcome(self, outcome: Outcome, chain: MessageChain, t: Translator) -> None:
-        if outcome.kind in ("done", "cancelled"):
-            body = outcome.text.strip() or ("" if outcome.kind == "cancelled" else t("answer.empty"))
-            if outcome.kind == "cancelled":
-                body = f"{body}\n\n{t('answer.cancelled')}" if body else t("answer.cancelled")
-            await chain.show(body, markdown=True, final=True)
+        if outcome.kind == "done":
+            await chain.show(outcome.text, markdown=True, final=True, if_empty=t("answer.empty"))
+            return
+        if outcome.kind == "cancelled":
+            body = outcome.text.strip()
+            body = f"{body}\n\n{t('answer.cancelled')}" if has_visible_text(body) else t("answer.cancelled")
+            await chain.show(body, markdown=True, final=True, if_empty=t("answer.cancelled"))
             return
         if outcome.kind == "error":
             key = f"error.{outcome.code}"

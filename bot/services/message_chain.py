@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from bot.formatting import TELEGRAM_TEXT_LIMIT, clean, split_markdown
+from bot.formatting import TELEGRAM_TEXT_LIMIT, clean, has_visible_text, split_markdown
 from bot.services.outbox import Outbox, Skipped
 
 
@@ -22,10 +22,18 @@ class MessageChain:
         self.limit = limit
         self._shown: list[str | None] = [None] * len(self.message_ids)  # unknown after a bot restart
 
-    async def show(self, text: str, *, markdown: bool, final: bool) -> bool:
+    async def show(self, text: str, *, markdown: bool, final: bool, if_empty: str = "…") -> bool:
         """Make the chain show `text`. A progress update (final=False) may be held back by pacing: returns
-        False then, and the caller tries again later. A final one is always delivered (or raises ChatGone)."""
-        pieces = split_markdown(clean(text), self.limit) if markdown else [text]
+        False then, and the caller tries again later. A final one is always delivered (or raises ChatGone).
+        Text with nothing visible in it is not sent; a final one shows `if_empty` (interface HTML) instead."""
+        if markdown:
+            pieces = [p for p in split_markdown(clean(text).strip(), self.limit) if has_visible_text(p)]
+            if not pieces:
+                if not final:
+                    return True  # nothing to show yet
+                pieces, markdown = [if_empty], False
+        else:
+            pieces = [text]
         try:
             for index, piece in enumerate(pieces):
                 await self._show_piece(index, piece, markdown=markdown, final=final)
