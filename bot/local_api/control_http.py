@@ -212,7 +212,8 @@ def setup_control_routes(app: web.Application, api: LocalBotAPI) -> None:
             await response.write(b'data: {"type": "ready"}\n\n')
             while True:
                 try:
-                    event = await asyncio.wait_for(queue.get(), 15.0)
+                    async with asyncio.timeout(15.0):
+                        event = await queue.get()
                 except TimeoutError:
                     await response.write(b": keep-alive\n\n")
                     continue

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from .errors import ApiError, too_many_requests
@@ -131,9 +131,12 @@ class RateLimits:
 
     def configure(self, **settings: Any) -> None:
         for key, value in settings.items():
-            if key.startswith("_") or not hasattr(self, key):
+            if key.startswith("_") or key not in {f.name for f in fields(self)}:
                 raise ValueError(f"unknown rate limit setting {key!r}")
-            setattr(self, key, type(getattr(self, key))(value))
+            current = getattr(self, key)
+            if isinstance(current, bool) and isinstance(value, str):
+                value = value.strip().lower() in ("1", "true", "yes", "on")
+            setattr(self, key, type(current)(value))
         self._buckets.clear()
 
     def to_json(self) -> dict[str, Any]:

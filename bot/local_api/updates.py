@@ -80,8 +80,11 @@ class UpdateQueue:
 
     async def wait_changed(self, seconds: float) -> None:
         event = self._changed
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation that arrives
+        # together with the event, and a cancelled webhook task would then keep waiting.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(event.wait(), seconds)
+            async with asyncio.timeout(seconds):
+                await event.wait()
 
     async def poll(self, offset: int | None, limit: int, wait: float) -> list[dict[str, Any]]:
         """getUpdates: confirm up to offset, then wait up to `wait` seconds for something new."""
