@@ -29,7 +29,7 @@ from training import run
 from training.config import build_config
 from training.data import DialogDataset, Sample, collate
 from training.loop import train
-from training.trainee import Trainee
+from training.trainee import Trainee, freeze_for_stage
 
 COLOURS = {"red": (220, 30, 30), "green": (30, 200, 30), "blue": (30, 30, 220), "yellow": (230, 220, 30)}
 SHAPES = ("circle", "square")
@@ -76,8 +76,10 @@ def all_weights(folder: Path) -> dict[str, torch.Tensor]:
 
 
 def changed(before: dict, after: dict) -> set[str]:
+    """Tensors whose values moved, compared in the saved dtype: a frozen part saved in bf16 was cast, not
+    trained (frozen_dtype bf16), and a bf16 part trained in fp32 is compared without rounding away its update."""
     assert before.keys() == after.keys()
-    return {k for k in before if not torch.equal(before[k].float(), after[k].float())}
+    return {k for k in before if not torch.equal(before[k].to(after[k].dtype), after[k])}
 
 
 @pytest.fixture(scope="module")
@@ -103,9 +105,13 @@ def work(tmp_path_factory):
               "batch_size": 8, "micro_batch_size": 8}
     with count_vision_calls() as calls:
         joint = train(build_config({**common, "stage": 2, "init_from": str(base), "output_dir": str(root / "joint"),
-                                    "max_steps": 60, "lr": 3e-3, "llm_lr": 3e-3}))
+                                    "max_steps": 60, "lr": 3e-3, "llm_lr": 3e-3, "schedule": "constant"}))
     assert calls.n == 1  # 8 images, one batch of cache_batch_size 16: CLIP ran once, to fill the cache
-    assert joint.losses[-1] < 0.3 * joint.losses[0]
+    # Below 0.1 the captions are predicted from the pictures; knowing only that some colour and shape come next
+    # costs ~0.35 per answer token. The model first learns that prior and reads the pictures only from step ~35
+    # on: a cosine schedule decaying to 0 at step 60 left it stuck on that plateau. A constant rate got past it
+    # for each of 5 seeds tried (0.02 at step 60).
+    assert joint.losses[-1] < 0.1, f"the joint run did not learn to read the images: {joint.losses[::10]}"
     seeing = from_pretrained(root / "joint", device="cpu")
     load_adapter_state(seeing, adapter_state(build_in_memory(preset_config("tiny").replace(seed=1))), "fresh")
     seeing.save_pretrained(root / "seeing")
@@ -246,3 +252,22 @@ def test_eval_prints_caption_loss_and_vqa_accuracy(work, stage1, capsys):
 def test_exact_match_normalisation():
     assert evaluate.normalize_answer("The Two red apples.") == evaluate.normalize_answer("2 red apples")
     assert evaluate.normalize_answer("3.5") == "3.5" and evaluate.normalize_answer("Yes!\nmore text") == "yes"
+
+
+@pytest.mark.parametrize("stage", [1, 2])
+def test_gradient_checkpointing_recomputes_the_llm_in_both_stages(stage):
+    model = build_in_memory(preset_config("tiny"), device="cpu")
+    runs = {}
+    for enabled in (False, True):
+        model.llm.gradient_checkpointing_disable()
+        freeze_for_stage(model, stage, enabled)
+        calls: list[int] = []
+        hook = model.llm.model.layers[0].self_attn.register_forward_hook(lambda *_, c=calls: c.append(1))
+        embeds = torch.randn(1, 12, model.config.llm_hidden_size, requires_grad=True)
+        model.llm(inputs_embeds=embeds, use_cache=False).logits.sum().backward()
+        hook.remove()
+        runs[enabled] = len(calls)
+        assert embeds.grad.abs().sum() > 0  # gradients reach the spliced inputs even with the LLM frozen
+    assert runs == {False: 1, True: 2}  # with checkpointing the layer runs again in backward
+    assert not any(p.requires_grad for p in model.vision.parameters())
+    assert all(p.requires_grad for p in model.llm.parameters()) == (stage == 2)

@@ -92,3 +92,18 @@ def test_run_py_from_repo_root_help_and_errors(tmp_path):
     assert bad.returncode == 2
     assert "lr: must be > 0" in bad.stderr and "unknown option --bogus" in bad.stderr
     assert "no such file" in bad.stderr
+
+
+def test_resume_inherits_the_saved_config_but_not_its_stop(data_file, tmp_path):
+    ckpt = tmp_path / "run" / "step-000003"
+    ckpt.mkdir(parents=True)
+    saved = build_config({"data": str(data_file), "lr": 0.5, "stop_at": 3, "output_dir": str(tmp_path / "run")})
+    saved.save(ckpt / "train_config.yaml")
+    (ckpt / "training_state.pt").write_bytes(b"")
+    (ckpt / "progress.json").write_text('{"step": 3}')
+    for resume in (str(ckpt), "latest"):
+        cfg = parse_args(["--resume", resume, "--output_dir", str(tmp_path / "run"), "--log_every", "5"])
+        assert cfg.resume == str(ckpt) and cfg.lr == 0.5 and cfg.log_every == 5
+        assert cfg.stop_at is None  # stopping early concerned the interrupted invocation only
+    assert parse_args(["--resume", "latest", "--data", str(data_file),
+                       "--output_dir", str(tmp_path / "fresh")]).resume is None  # nothing yet: a fresh start

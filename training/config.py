@@ -290,7 +290,9 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
         found = latest_checkpoint(values.get("output_dir", TrainConfig.output_dir))
         values["resume"] = str(found) if found else None
     if values.get("resume") and (Path(values["resume"]) / SAVED_CONFIG).is_file():
+        # The interrupted run's settings carry over, except those that only concerned its own invocation.
         base = yaml.safe_load((Path(values["resume"]) / SAVED_CONFIG).read_text())
+        base = {k: v for k, v in base.items() if k not in ("resume", "stop_at")}
     try:
         cfg = build_config(values, base)
     except ConfigError as exc:

@@ -26,7 +26,11 @@ def freeze_for_stage(model: OmniFusion, stage: int, gradient_checkpointing: bool
     if gradient_checkpointing:
         # Non-reentrant: also works in stage 1, where the LLM's weights are frozen and gradients only flow
         # through it to the spliced adapter outputs. HF checkpoints only in train mode, hence llm.train() below.
-        model.llm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        kwargs = {"use_reentrant": False}
+        if hasattr(model.llm, "activation_checkpointing_enable"):  # the name since transformers 5.2x
+            model.llm.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+        else:
+            model.llm.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
     # A frozen LLM still runs in train mode when checkpointing: Mistral has no dropout (attention_dropout 0),
     # so this changes nothing but enabling the recomputation.
     model.llm.train(stage == 2 or gradient_checkpointing)
