@@ -181,21 +181,24 @@ def test_loss_counts_only_answer_tokens(work):
     assert loss(PROMPT, "A blue square.", "Thanks!") != reference
 
 
-def test_resume_replays_the_uninterrupted_run(work, stage1):
-    cfg = {**FAST, "stage": 2, "init_from": str(stage1.out), "data": str(work.root / "data" / "dialogs.json"),
+@pytest.mark.parametrize("stage", [1, 2])
+def test_resume_replays_the_uninterrupted_run(work, stage1, stage):
+    cfg = {**FAST, "stage": stage, "init_from": str(stage1.out), "data": str(work.root / "data" / "dialogs.json"),
            "batch_size": 4, "micro_batch_size": 2, "max_steps": 6, "num_workers": 1, "lr": 1e-3, "llm_lr": 1e-3,
            "warmup_ratio": 0.2}  # warmup + cosine: the schedule must be restored too
-    straight = train(build_config({**cfg, "output_dir": str(work.root / "straight")}))
-    split = {**cfg, "output_dir": str(work.root / "split")}
+    if stage == 1:  # a frozen bf16 LLM (a GPU's default) must not round the trained fp32 weights on resume
+        cfg |= {"frozen_dtype": "bf16", "feature_cache": work.common["feature_cache"]}
+    straight = train(build_config({**cfg, "output_dir": str(work.root / f"straight{stage}")}))
+    split = {**cfg, "output_dir": str(work.root / f"split{stage}")}
     first = train(build_config({**split, "stop_at": 3}))
     assert first.step == 3 and first.checkpoint.name == "step-000003"
     resumed = train(build_config({**split, "resume": str(first.checkpoint)}))
     assert resumed.step == 6
     assert first.losses + resumed.losses == pytest.approx(straight.losses, rel=1e-5)
-    a, b = all_weights(work.root / "straight"), all_weights(work.root / "split")
+    a, b = all_weights(work.root / f"straight{stage}"), all_weights(work.root / f"split{stage}")
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6, msg=key)
-    steps = [int(r["step"]) for r in csv.DictReader((work.root / "split" / "metrics.csv").open())]
+    steps = [int(r["step"]) for r in csv.DictReader((work.root / f"split{stage}" / "metrics.csv").open())]
     assert steps == [1, 2, 3, 4, 5, 6]
 
 

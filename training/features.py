@@ -28,14 +28,15 @@ SHARD_IMAGES = 512  # ~600 MB per shard at ViT-L/14-336 (576 x 1024 fp16 per ima
 
 
 def vision_fingerprint(model) -> str:
-    """Hash of the vision weights (as fp32) and of everything that shapes preprocessing."""
+    """Hash of the vision weights and of everything that shapes preprocessing. Weights are hashed as bf16, so
+    the same CLIP held in fp32 on one machine and in bf16 on another shares one cache."""
     h = hashlib.sha256()
     c = model.config
     h.update(json.dumps([c.vision_model, c.vision_image_size, c.vision_patch_size, c.vision_feature_layer,
                          c.vision_max_aspect]).encode())
     for name, tensor in sorted(model.vision.state_dict().items()):
         h.update(name.encode())
-        h.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
+        h.update(tensor.detach().to(torch.bfloat16).cpu().contiguous().view(torch.int16).numpy().tobytes())
     return h.hexdigest()
 
 

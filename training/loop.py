@@ -18,16 +18,17 @@ import torch
 import yaml
 from accelerate import Accelerator, DistributedDataParallelKwargs
 from accelerate.utils import DistributedType, set_seed
+from safetensors.torch import load_file
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from model.checkpoint import build_in_memory, from_pretrained
+from model.checkpoint import ADAPTER_FILE, build_in_memory, from_pretrained, load_adapter_state
 from model.config import preset_config
 from training.checkpointing import load_training_state, prune_checkpoints, save_checkpoint
 from training.config import SAVED_CONFIG, TrainConfig
 from training.data import REASONS, DataReport, DialogDataset, collate, load_samples
 from training.features import fill_cache
-from training.metrics import Metrics
+from training.metrics import Metrics, StepMeter
 from training.optim import build_optimizer, build_scheduler
 from training.sampler import StepBatches
 from training.trainee import Trainee, freeze_for_stage
@@ -36,7 +37,7 @@ log = logging.getLogger(__name__)
 
 # Settings that do not change what is computed: they may differ between a run and its resumption.
 BOOKKEEPING = {"resume", "stop_at", "output_dir", "log_every", "save_every", "keep_checkpoints", "num_workers",
-               "cache_batch_size", "feature_cache"}
+               "cache_batch_size"}
 
 
 @dataclass
@@ -67,8 +68,8 @@ def _frozen_dtype(cfg: TrainConfig, accelerator: Accelerator) -> torch.dtype:
 def prepare_model(cfg: TrainConfig, accelerator: Accelerator, model=None):
     """Load (or take) the model, freeze it for the stage, put every part in its dtype and on the device."""
     frozen = _frozen_dtype(cfg, accelerator)
-    source = cfg.resume or cfg.init_from
-    if model is None and source:
+    source = (cfg.resume or cfg.init_from) if model is None else None
+    if source:
         # Stage 1 never trains the LLM: load it straight in its frozen dtype (7B: 14 GB instead of 28).
         model = from_pretrained(source, device="cpu", dtype=frozen if cfg.stage == 1 else torch.float32)
     elif model is None:
@@ -79,6 +80,10 @@ def prepare_model(cfg: TrainConfig, accelerator: Accelerator, model=None):
         model.llm.to(frozen)
     for part in parts:
         getattr(model, part).float()  # trained weights live in fp32; autocast does the bf16 arithmetic
+    if source:
+        # from_pretrained cast the adapter and vectors to the LLM's dtype; a bf16 round trip would make a
+        # resumed stage 1 differ from the uninterrupted one, so read them again at full precision.
+        load_adapter_state(model, load_file(str(Path(source) / ADAPTER_FILE)), source)
     # encode_dialog reads this; saved with every checkpoint, it also tells users the model learned to stop.
     model.config = model.config.replace(prompt_append_eos=cfg.append_eos)
     return model.to(accelerator.device), parts
@@ -101,41 +106,66 @@ def _global_report(accelerator, upfront: DataReport, runtime: DataReport) -> Dat
     return total
 
 
-def train(cfg: TrainConfig, model=None) -> TrainResult:
-    """Run one stage as configured. `model`: start from this in-memory model (benchmarks) instead of
-    init_from / preset."""
-    accelerator = _accelerator(cfg)
-    main = accelerator.is_main_process
-    set_seed(cfg.seed, device_specific=True)  # dropout differs between processes, the data order does not
-    if cfg.resume:
-        _warn_changed(cfg)
-    model, parts = prepare_model(cfg, accelerator, model)
-
-    # --- data: what can be checked up front is checked now -----------------------------------------------
+def _load_data(cfg: TrainConfig, model, accelerator) -> tuple[DialogDataset, DataReport]:
+    """Read and check the data, fill the feature cache if asked; -> (dataset, what was skipped up front)."""
     samples, upfront, image_root = load_samples(cfg.data, cfg.image_root, cfg.caption_prompt)
     features = None
     if cfg.feature_cache:
         features = fill_cache(cfg.feature_cache, [i for s in samples for i in s.images], image_root, model,
                               accelerator, cfg.cache_batch_size)
-        unreadable = [s for s in samples if any(i in features.failed for i in s.images)]
-        upfront.skipped["unreadable_image"] += len(unreadable)
-        samples = [s for s in samples if not any(i in features.failed for i in s.images)]
-    if main:
+        usable = [s for s in samples if not any(i in features.failed for i in s.images)]
+        upfront.skipped["unreadable_image"] += len(samples) - len(usable)
+        samples = usable
+    if accelerator.is_main_process:
         log.info("data %s: %s; %d samples usable", cfg.data, upfront.summary(), len(samples))
-    dataset = DialogDataset(samples, model.tokenizer, model.config, cfg.max_length, image_root, features)
-    world = accelerator.num_processes
+    return DialogDataset(samples, model.tokenizer, model.config, cfg.max_length, image_root, features), upfront
+
+
+def _optimizer_step(batches, accumulation: int, wrapped, optimizer, scheduler, accelerator, cfg: TrainConfig,
+                    runtime: DataReport) -> dict:
+    """One optimizer step: forward -> loss -> backward (x accumulation) -> clip -> step -> schedule."""
+    loss_sum, samples, tokens = torch.zeros((), device=accelerator.device), 0, 0
+    for k in range(accumulation):
+        batch = next(batches)
+        runtime.add(batch.report)
+        samples += len(batch)
+        tokens += sum(len(d) for d in batch.dialogs)
+        # Gradients are exchanged between processes only on the last micro-batch of the step.
+        with nullcontext() if k == accumulation - 1 else accelerator.no_sync(wrapped):
+            loss = wrapped(batch.to(accelerator.device))  # forward + loss
+            accelerator.backward(loss / accumulation)  # backward
+        loss_sum += loss.detach()
+    grad_norm = accelerator.clip_grad_norm_(wrapped.parameters(), cfg.max_grad_norm) if cfg.max_grad_norm else None
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    lrs = {g["name"]: lr for g, lr in zip(optimizer.param_groups, scheduler.get_last_lr(), strict=True)}
+    return {"loss": (loss_sum / accumulation).item(), "grad_norm": None if grad_norm is None else float(grad_norm),
+            "lr": lrs["adapter"], "llm_lr": lrs.get("llm"), "samples": samples, "tokens": tokens}
+
+
+def train(cfg: TrainConfig, model=None) -> TrainResult:
+    """Run one stage as configured. `model`: start from this in-memory model (benchmarks) instead of
+    init_from / preset."""
+    accelerator = _accelerator(cfg)
+    main, world = accelerator.is_main_process, accelerator.num_processes
+    set_seed(cfg.seed, device_specific=True)  # dropout differs between processes, the data order does not
+    if cfg.resume:
+        _warn_changed(cfg)
+    model, parts = prepare_model(cfg, accelerator, model)
+    dataset, upfront = _load_data(cfg, model, accelerator)
     if cfg.batch_size % (cfg.micro_batch_size * world):
         raise ValueError(f"batch_size {cfg.batch_size} is not a multiple of micro_batch_size "
                          f"{cfg.micro_batch_size} x {world} processes")
     accumulation = cfg.batch_size // (cfg.micro_batch_size * world)
-    steps_per_epoch = len(samples) // cfg.batch_size
+    steps_per_epoch = len(dataset) // cfg.batch_size
     if steps_per_epoch == 0:
-        raise ValueError(f"{len(samples)} usable samples is less than one batch of {cfg.batch_size}")
+        raise ValueError(f"{len(dataset)} usable samples is less than one batch of {cfg.batch_size}")
     total = cfg.max_steps or cfg.epochs * steps_per_epoch
 
-    # --- optimisation ------------------------------------------------------------------------------------
     optimizer = build_optimizer(model, parts, cfg)
-    wrapped, optimizer = accelerator.prepare(Trainee(model, cached_features=features is not None), optimizer)
+    trainee = Trainee(model, cached_features=dataset.features is not None)
+    wrapped, optimizer = accelerator.prepare(trainee, optimizer)
     scheduler = build_scheduler(optimizer, total, cfg)
     step, samples_seen, runtime = 0, 0, DataReport()
     if cfg.resume:
@@ -144,13 +174,10 @@ def train(cfg: TrainConfig, model=None) -> TrainResult:
         if main:  # the saved counts are global already: one process carries them on
             runtime = DataReport.from_dict(progress["runtime_report"])
     out = Path(cfg.output_dir)
-    metrics = Metrics(out, main, resume_step=step, stage=cfg.stage)
+    metrics, meter = Metrics(out, main, resume_step=step, stage=cfg.stage), StepMeter(world)
     stop = min(total, cfg.stop_at or total)
     bar = tqdm(total=total, initial=step, desc=f"stage {cfg.stage}", unit="step", disable=not main)
-    losses: list[float] = []
-    window = {"loss": 0.0, "steps": 0, "samples": 0, "tokens": 0, "time": 0.0}
-    steady = {"samples": 0, "time": 0.0}
-    started, last = time.perf_counter(), out
+    last = out
 
     def save(folder: Path) -> Path:
         report = _global_report(accelerator, DataReport(), runtime)
@@ -167,52 +194,21 @@ def train(cfg: TrainConfig, model=None) -> TrainResult:
                               cfg.seed, epoch, start_step)
         # A generator of its own: creating the loader's iterator must not draw from the global RNG, or the
         # dropout masks of a resumed run would differ from the uninterrupted one.
-        loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=cfg.num_workers,
-                            pin_memory=accelerator.device.type == "cuda",
-                            generator=torch.Generator().manual_seed(cfg.seed + epoch))
-        batches = iter(loader)
+        batches = iter(DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=cfg.num_workers,
+                                  pin_memory=accelerator.device.type == "cuda",
+                                  generator=torch.Generator().manual_seed(cfg.seed + epoch)))
         for _ in range(start_step, steps_per_epoch):
             tick = time.perf_counter()
-            step_loss, step_samples, step_tokens = torch.zeros((), device=accelerator.device), 0, 0
-            for k in range(accumulation):
-                batch = next(batches)
-                runtime.add(batch.report)
-                step_samples += len(batch)
-                step_tokens += sum(len(d) for d in batch.dialogs)
-                # Gradients are only exchanged between processes on the last micro-batch of the step.
-                with nullcontext() if k == accumulation - 1 else accelerator.no_sync(wrapped):
-                    loss = wrapped(batch.to(accelerator.device))  # forward + loss
-                    accelerator.backward(loss / accumulation)  # backward
-                step_loss += loss.detach() / accumulation
-            grad_norm = accelerator.clip_grad_norm_(wrapped.parameters(), cfg.max_grad_norm) \
-                if cfg.max_grad_norm else None  # clip
-            optimizer.step()  # step
-            scheduler.step()  # schedule
-            optimizer.zero_grad(set_to_none=True)
+            stats = _optimizer_step(batches, accumulation, wrapped, optimizer, scheduler, accelerator, cfg, runtime)
             step += 1
-            losses.append(step_loss.item())
-            elapsed = time.perf_counter() - tick
-            samples_seen += step_samples * world
-            if len(losses) > 1:
-                steady["samples"] += step_samples * world
-                steady["time"] += elapsed
-            for key, value in (("loss", losses[-1]), ("steps", 1), ("samples", step_samples * world),
-                               ("tokens", step_tokens * world), ("time", elapsed)):
-                window[key] += value
-            lrs = {g["name"]: lr for g, lr in zip(optimizer.param_groups, scheduler.get_last_lr(), strict=True)}
-            bar.update(1)  # log
-            bar.set_postfix(loss=f"{losses[-1]:.4f}", lr=f"{lrs['adapter']:.2e}",
-                            samples_s=f"{step_samples * world / elapsed:.1f}")
+            samples_seen += stats["samples"] * world
+            meter.add(stats, time.perf_counter() - tick)  # log
+            bar.update(1)
+            bar.set_postfix(meter.postfix())
             if step % cfg.log_every == 0 or step == stop:
-                mean_loss = accelerator.reduce(torch.tensor(window["loss"] / window["steps"],
-                                                            device=accelerator.device), "mean").item()
-                metrics.log({"step": step, "epoch": round(step / steps_per_epoch, 4), "loss": mean_loss,
-                             "lr": lrs["adapter"], "llm_lr": lrs.get("llm", ""),
-                             "grad_norm": "" if grad_norm is None else float(grad_norm),
-                             "samples_per_s": window["samples"] / window["time"],
-                             "tokens_per_s": window["tokens"] / window["time"], "samples_seen": samples_seen,
-                             "elapsed_s": round(time.perf_counter() - started, 2)})
-                window = dict.fromkeys(window, 0)
+                row = meter.row(step, steps_per_epoch, samples_seen)
+                row["loss"] = accelerator.reduce(torch.tensor(row["loss"], device=accelerator.device), "mean").item()
+                metrics.log(row)
             if step % cfg.save_every == 0 and step < total:  # save
                 last = save(out / f"step-{step:06d}")
                 if main:
@@ -228,4 +224,4 @@ def train(cfg: TrainConfig, model=None) -> TrainResult:
     report = _global_report(accelerator, upfront, runtime)
     if main:
         log.info("finished at step %d of %d; checkpoint %s; data: %s", step, total, last, report.summary())
-    return TrainResult(out, last, step, losses, steady["samples"] / max(steady["time"], 1e-9), report)
+    return TrainResult(out, last, step, meter.losses, meter.steady_samples_per_s, report)

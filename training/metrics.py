@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import logging
 import math
+import time
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,50 @@ class Metrics:
     def close(self) -> None:
         if self.tb is not None:
             self.tb.close()
+
+
+class StepMeter:
+    """Per-step figures -> the progress bar, the averaged metrics rows and the run's steady throughput.
+    Counts are this process's; samples and tokens are scaled by the number of processes (they all do alike)."""
+
+    def __init__(self, processes: int):
+        self.processes = processes
+        self.losses: list[float] = []  # every step of this run
+        self.last: dict = {}
+        self._window: list[tuple[dict, float]] = []  # steps since the last row
+        self._steady = [0, 0.0]  # samples and seconds from the second step on (the first pays for warm-up)
+        self._started = time.perf_counter()
+
+    def add(self, stats: dict, seconds: float) -> None:
+        self.losses.append(stats["loss"])
+        self.last = {**stats, "seconds": seconds}
+        self._window.append((stats, seconds))
+        if len(self.losses) > 1:
+            self._steady[0] += stats["samples"] * self.processes
+            self._steady[1] += seconds
+
+    def postfix(self) -> dict:
+        s = self.last
+        return {"loss": f"{s['loss']:.4f}", "lr": f"{s['lr']:.2e}",
+                "samples_s": f"{s['samples'] * self.processes / s['seconds']:.1f}"}
+
+    def row(self, step: int, steps_per_epoch: int, samples_seen: int) -> dict:
+        """The metrics row for the steps since the previous one; starts a new window."""
+        seconds = sum(t for _, t in self._window)
+        total = {k: sum(s[k] for s, _ in self._window) * self.processes for k in ("samples", "tokens")}
+        last = self._window[-1][0]
+        row = {"step": step, "epoch": round(step / steps_per_epoch, 4),
+               "loss": sum(s["loss"] for s, _ in self._window) / len(self._window), "lr": last["lr"],
+               "llm_lr": "" if last["llm_lr"] is None else last["llm_lr"],
+               "grad_norm": "" if last["grad_norm"] is None else last["grad_norm"],
+               "samples_per_s": total["samples"] / seconds, "tokens_per_s": total["tokens"] / seconds,
+               "samples_seen": samples_seen, "elapsed_s": round(time.perf_counter() - self._started, 2)}
+        self._window = []
+        return row
+
+    @property
+    def steady_samples_per_s(self) -> float:
+        return self._steady[0] / self._steady[1] if self._steady[1] else 0.0
 
 
 def read_rows(path: Path) -> list[dict]:
