@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 
 import aiohttp
@@ -16,6 +17,7 @@ from aiogram.types import BotCommand, BotCommandScopeAllPrivateChats, BotCommand
 from aiohttp import web
 from PIL import Image
 
+from bot.local_api.updates import UpdateQueue
 from tests.local_api_helpers import make_bot, png
 
 pytest_plugins = ("tests.local_api_fixtures",)  # server, bot, user
@@ -127,8 +129,9 @@ async def test_second_poller_conflicts(bot):
     assert await second == []
 
 
-async def test_webhook_delivery_with_secret(server, bot):
-    received: list[tuple[str | None, dict]] = []
+@contextlib.asynccontextmanager
+async def webhook_receiver(received: list[tuple[str | None, dict]]):
+    """A bot-side webhook endpoint that records (secret header, update); yields its URL."""
 
     async def hook(request: web.Request) -> web.Response:
         received.append((request.headers.get("X-Telegram-Bot-Api-Secret-Token"), await request.json()))
@@ -138,10 +141,16 @@ async def test_webhook_delivery_with_secret(server, bot):
     app.router.add_post("/hook", hook)
     runner = web.AppRunner(app, shutdown_timeout=0.5)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
     try:
-        url = f"http://127.0.0.1:{runner.addresses[0][1]}/hook"
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}/hook"
+    finally:
+        await runner.cleanup()
+
+
+async def test_webhook_delivery_with_secret(server, bot):
+    received: list[tuple[str | None, dict]] = []
+    async with webhook_receiver(received) as url:
         await bot.set_webhook(url, secret_token="s3cret")
         with pytest.raises(TelegramConflictError):
             await bot.get_updates()
@@ -155,9 +164,21 @@ async def test_webhook_delivery_with_secret(server, bot):
         await server.wait_for(lambda: server.bot().updates.pending_count == 0, timeout=5)
         await bot.delete_webhook()
         assert (await bot.get_webhook_info()).url == ""
-    finally:
-        await bot.delete_webhook()
-        await runner.cleanup()
+
+
+async def test_webhook_failures_are_retried_and_stop_is_prompt(server, bot):
+    received: list[tuple[str | None, dict]] = []
+    await bot.set_webhook("http://127.0.0.1:9/nobody-listens")
+    ann = await server.create_user(first_name="Ann")
+    await server.send_text(ann.id, "are you there?")
+    await server.wait_for(lambda: server.bot().webhook.last_error_message, timeout=5)
+    assert (await bot.get_webhook_info()).pending_update_count == 1
+    async with webhook_receiver(received) as url:
+        await bot.set_webhook(url)  # the pending update is not lost
+        await server.wait_for(lambda: received, timeout=5)
+        assert received[0][1]["message"]["text"] == "are you there?"
+        async with asyncio.timeout(3):
+            await server.stop()  # with a webhook still set: its delivery task must end at once
 
 
 async def test_not_found_downloads_and_methods_errors(server, bot, user):
@@ -354,3 +375,14 @@ async def test_command_line_server_prints_its_url():
     finally:
         process.terminate()
         assert await asyncio.wait_for(process.wait(), 10) == 0
+
+
+async def test_a_cancel_arriving_with_a_wake_up_is_not_lost():
+    """stop() wakes waiters and cancels the webhook task in the same breath; the task must end."""
+    queue = UpdateQueue()
+    waiter = asyncio.create_task(queue.wait_changed(30.0))
+    await asyncio.sleep(0)
+    queue.close()
+    waiter.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
