@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import json
 import logging
+import re
 import sys
 import time
 
@@ -69,23 +70,32 @@ class UserHasher:
         return hmac.new(self._key, str(user_id).encode(), hashlib.sha256).hexdigest()[:12]
 
 
-class RedactSecrets(logging.Filter):
-    """Replaces secrets (the bot token, which is part of every API and file URL) in every log record,
-    including exception text from aiohttp that may quote a URL."""
+_CHAT_ID = re.compile(r"\b(chat_id|user_id|user id|from user)(=| )(-?\d{3,})")
 
-    def __init__(self, *secrets: str):
+
+class RedactSecrets(logging.Filter):
+    """Scrubs every log record, ours and the libraries': secrets (the bot token, which is part of every API
+    and file URL, and may appear in aiohttp's exception text) become <secret>, and the chat/user ids that
+    aiogram's debug lines print become the same hashes our own lines use."""
+
+    def __init__(self, *secrets: str, hash_user: UserHasher | None = None):
         super().__init__()
         self._secrets = [s for s in secrets if s]
+        self._hash = hash_user
+
+    def _scrub(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, "<secret>")
+        if self._hash:
+            text = _CHAT_ID.sub(lambda m: f"{m.group(1)}{m.group(2)}#{self._hash(int(m.group(3)))}", text)
+        return text
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
-        for secret in self._secrets:
-            message = message.replace(secret, "<secret>")
-            if record.exc_text:
-                record.exc_text = record.exc_text.replace(secret, "<secret>")
-        record.msg, record.args = message, None
+        if record.exc_text:
+            record.exc_text = self._scrub(record.exc_text)
+        record.msg, record.args = self._scrub(record.getMessage()), None
         return True
 
 
@@ -104,9 +114,9 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False, default=str)
 
 
-def setup_logging(level: str, fmt: str, *secrets: str) -> None:
+def setup_logging(level: str, fmt: str, token: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.addFilter(RedactSecrets(*secrets))
+    handler.addFilter(RedactSecrets(token, hash_user=UserHasher(token)))
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:

@@ -122,6 +122,14 @@ def test_logs_never_show_the_token(caplog):
     assert json.loads(line)["level"] == "ERROR"
 
 
+def test_ids_in_library_log_lines_are_hashed():
+    hasher = UserHasher(TOKEN)
+    record = logging.LogRecord("aiogram", logging.DEBUG, __file__, 1, "typing in chat_id=%d via bot id=%d",
+                               (913000001, 123456789), None)
+    RedactSecrets(TOKEN, hash_user=hasher).filter(record)
+    assert record.getMessage() == f"typing in chat_id=#{hasher(913000001)} via bot id=123456789"
+
+
 def test_user_ids_are_hashed_with_a_key():
     hasher = UserHasher(TOKEN)
     assert hasher(12345) == hasher(12345) != UserHasher("other")(12345)

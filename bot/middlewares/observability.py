@@ -25,7 +25,8 @@ class UpdateLogMiddleware(BaseMiddleware):
         kind = event.event_type if isinstance(event, Update) else type(event).__name__
         message = getattr(event, "message", None)
         if message is not None:
-            kind = f"message:{message.content_type}"
+            content = message.content_type
+            kind = f"message:{getattr(content, 'value', content)}"  # an enum member, its value is the name
         self.metrics.updates.labels(kind=kind).inc()
         user: User | None = data.get("event_from_user")
         started = time.monotonic()
