@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 from aiogram import Bot, Dispatcher
@@ -17,6 +18,7 @@ from aiohttp import web
 from redis.asyncio import Redis
 
 from bot.handlers import admin, chat, commands
+from bot.i18n import Translator, pick_language
 from bot.menus import set_admin_menu, set_user_menu
 from bot.middlewares.bans import BanMiddleware
 from bot.middlewares.language import LanguageMiddleware
@@ -95,10 +97,15 @@ def create_dispatcher(settings: Settings, bot: Bot, redis: Redis) -> Dispatcher:
 
     @dp.errors()
     async def on_error(event: ErrorEvent) -> bool:
-        # A handler failed: log it (the filter strips the token), count it, keep the bot running. The
-        # user's in-flight record (if any) expires with its TTL; the next message works again.
+        # A handler failed: log it (the token is scrubbed from logs), count it, tell the user in a word,
+        # keep the bot running. Tracebacks never go to users.
         log.error("handler failed: %r", event.exception, exc_info=event.exception)
         metrics.errors.labels(where="handler").inc()
+        message = event.update.message
+        if message is not None and message.from_user is not None:
+            t = Translator(pick_language(message.from_user.language_code))
+            with contextlib.suppress(Exception):  # whatever broke may break this too
+                await outbox.reply(message, t("answer.failed"))
         return True
 
     return dp

@@ -128,3 +128,15 @@ async def test_new_forgets_the_dialog(harness, telegram, scripted):
     await said(harness, telegram, user.id, "fresh start")
     await harness.finish_answers()
     assert [m["role"] for m in scripted.jobs[-1].messages] == ["user"]
+
+
+async def test_a_failing_handler_answers_briefly_and_the_bot_carries_on(harness, telegram, monkeypatch):
+    async def broken(*args):
+        raise RuntimeError("Traceback with internals")
+
+    user = await telegram.create_user(language_code="ru")
+    monkeypatch.setattr(harness.access, "effective_limit", broken)
+    [reply] = await said(harness, telegram, user.id, "/help")
+    assert reply.startswith("⚠️ У меня что-то сломалось") and "Traceback" not in reply
+    monkeypatch.undo()
+    assert "Как со мной общаться" in (await said(harness, telegram, user.id, "/help"))[0]

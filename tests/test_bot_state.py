@@ -148,6 +148,7 @@ async def test_release_only_removes_its_own_record_and_refund_gives_the_turn_bac
 async def test_queue_position_counts_undelivered_jobs_ahead(redis_url):
     redis = Redis.from_url(redis_url)
     queue = JobQueue(redis)
+    queue.CACHE_S = 0  # look at Redis every time (the bot caches for a second)
     entries = [await queue.submit(protocol.new_job([user_turn(f"q{i}")])) for i in range(4)]
     assert [await queue.ahead_of(e) for e in entries] == [0, 1, 2, 3]  # no worker group yet: all wait
     await redis.xgroup_create(protocol.JOBS_STREAM, protocol.GROUP, id="0")

@@ -179,3 +179,18 @@ async def test_one_answer_in_flight_per_user(harness, telegram, redis_url):
         await harness.pump()
         await harness.finish_answers()
         assert len(worker.jobs) == 2  # free again once the answer is done
+
+
+async def test_a_failure_mid_turn_frees_the_user_and_says_so(harness, telegram, scripted, monkeypatch):
+    async def broken(*args):
+        raise ConnectionError("Redis went away")
+
+    monkeypatch.setattr(harness.dialogs, "messages", broken)
+    user = await telegram.create_user(language_code="en")
+    await telegram.send_text(user.id, "hello")
+    await harness.pump()
+    [text] = [m.text for m in telegram.bot_messages(user.id)]  # the placeholder says it, once
+    assert "Something went wrong on my side" in text and "Redis" not in text
+    assert await harness.access.inflight(user.id) is None  # not stuck "busy"
+    assert await harness.redis.zcard(keys.rate_log(user.id)) == 0  # and not charged
+    assert harness.metrics.errors.labels(where="turn")._value.get() == 1

@@ -15,6 +15,8 @@ from typing import Any
 
 from aiogram import Bot
 from aiogram.utils.chat_action import ChatActionSender
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from bot.formatting import TELEGRAM_TEXT_LIMIT, has_visible_text
 from bot.i18n import Translator
@@ -32,6 +34,7 @@ STATUS_EVERY_S = 2.0  # how often the queue position is looked up while waiting
 DEADLINE_GRACE_S = 30.0  # a live worker answers `expired` itself; give it time to before giving up
 STALL_S = 120.0  # past the deadline, a taken job with no event for this long is given up
 CANCEL_WAIT_S = 15.0  # how long a worker may take to acknowledge /cancel
+AHEAD_CAP = 100  # queue positions beyond this show as "100+": counting further costs and tells nothing
 
 
 @dataclass
@@ -66,11 +69,13 @@ class AnswerDelivery:
         task = asyncio.create_task(self._run(record), name=f"deliver-{job_id}")
         self._tasks[job_id] = task
         self.metrics.inflight.set(len(self._tasks))
-        task.add_done_callback(lambda _: self._forget_task(job_id))
+        task.add_done_callback(lambda done: self._forget_task(job_id, done))
 
-    def _forget_task(self, job_id: str) -> None:
+    def _forget_task(self, job_id: str, task: asyncio.Task[None]) -> None:
         self._tasks.pop(job_id, None)
         self.metrics.inflight.set(len(self._tasks))
+        if not task.cancelled() and task.exception() is not None:  # e.g. Redis gone while finishing
+            log.error("delivery task failed", exc_info=task.exception(), extra={"job": job_id})
 
     async def resume(self) -> int:
         """After a restart: deliver every answer that was in flight. Returns how many."""
@@ -145,7 +150,13 @@ class AnswerDelivery:
         cancel_seen: float | None = None
         last_event = time.time()
         while True:
-            events = await self.queue.read(reply_stream, after, block_ms=300 if dirty else 1000)
+            try:
+                events = await self.queue.read(reply_stream, after, block_ms=300 if dirty else 1000)
+            except (RedisConnectionError, RedisTimeoutError) as exc:  # Redis restarting: wait, do not fail
+                log.warning("reading replies failed, retrying: %s", exc, extra={"job": job_id})
+                self.metrics.errors.labels(where="redis").inc()
+                await asyncio.sleep(1.0)
+                continue
             for entry_id, event in events:
                 after = entry_id
                 last_event = time.time()
@@ -175,7 +186,7 @@ class AnswerDelivery:
             if now < next_check:
                 continue
             next_check = now + (1.0 if text else STATUS_EVERY_S)
-            ahead = None if taken else await self.queue.ahead_of(entry_id)
+            ahead = None if taken else await self.queue.ahead_of(entry_id, cap=AHEAD_CAP)
             taken = ahead is None
             if not text:
                 status = await self._status(ahead, deadline, t)
@@ -199,7 +210,9 @@ class AnswerDelivery:
         if not await self.queue.workers_alive():
             until = datetime.fromtimestamp(deadline, UTC).strftime("%H:%M")
             return t("status.offline", until=until)
-        return t("status.next") if ahead == 0 else t("status.queued", ahead=ahead)
+        if ahead == 0:
+            return t("status.next")
+        return t("status.queued", ahead=f"{ahead}+" if ahead >= AHEAD_CAP else ahead)
 
     async def _show_outcome(self, outcome: Outcome, chain: MessageChain, t: Translator) -> None:
         if outcome.kind == "done":

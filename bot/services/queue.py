@@ -3,6 +3,7 @@ cancel them, and look at the queue and the workers."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,8 +29,14 @@ class QueueState:
 
 
 class JobQueue:
+    # Every answer waiting in the queue asks for its position and for live workers every few seconds: both
+    # are cached briefly, so a thousand waiting answers cost a few Redis calls a second, not thousands.
+    CACHE_S = 1.0
+
     def __init__(self, redis: Redis):
         self.redis = redis
+        self._workers: tuple[float, int] = (0.0, 0)
+        self._group: tuple[float, tuple[tuple[int, int], dict[str, Any] | None]] = (0.0, ((0, 0), None))
 
     async def submit(self, job: protocol.Job) -> str:
         """XADD the job; returns its stream entry id (needed to tell its queue position)."""
@@ -60,7 +67,15 @@ class JobQueue:
         that took the job in the last instant must still see it.)"""
         await self.redis.delete(protocol.reply_key(job_id))
 
-    async def _last_delivered(self) -> tuple[tuple[int, int], dict[str, Any] | None]:
+    async def _last_delivered(self, fresh: bool = False) -> tuple[tuple[int, int], dict[str, Any] | None]:
+        at, value = self._group
+        if not fresh and time.monotonic() - at < self.CACHE_S:
+            return value
+        value = await self._read_group()
+        self._group = (time.monotonic(), value)
+        return value
+
+    async def _read_group(self) -> tuple[tuple[int, int], dict[str, Any] | None]:
         try:
             groups = await self.redis.xinfo_groups(protocol.JOBS_STREAM)
         except ResponseError:  # no stream yet
@@ -71,8 +86,8 @@ class JobQueue:
                 return _stream_id(group["last-delivered-id"]), group
         return (0, 0), None  # no worker ever connected: everything is waiting
 
-    async def ahead_of(self, entry_id: str, cap: int = 1000) -> int | None:
-        """How many jobs still wait before this one; None once a worker has taken it."""
+    async def ahead_of(self, entry_id: str, cap: int = 100) -> int | None:
+        """How many jobs still wait before this one (at most `cap`); None once a worker has taken it."""
         last, _ = await self._last_delivered()
         if _stream_id(entry_id) <= last:
             return None
@@ -80,14 +95,17 @@ class JobQueue:
         ahead = await self.redis.xrange(protocol.JOBS_STREAM, min=start, max=f"({entry_id}", count=cap)
         return len(ahead)
 
-    async def workers_alive(self) -> int:
-        count = 0
-        async for _ in self.redis.scan_iter(match=protocol.HEARTBEAT_PATTERN, count=100):
-            count += 1
+    async def workers_alive(self, fresh: bool = False) -> int:
+        at, count = self._workers
+        if fresh or time.monotonic() - at >= self.CACHE_S:
+            count = 0
+            async for _ in self.redis.scan_iter(match=protocol.HEARTBEAT_PATTERN, count=1000):
+                count += 1
+            self._workers = (time.monotonic(), count)
         return count
 
     async def state(self) -> QueueState:
-        _, group = await self._last_delivered()
+        _, group = await self._last_delivered(fresh=True)
         if group is None:
             try:
                 waiting = await self.redis.xlen(protocol.JOBS_STREAM)
@@ -102,4 +120,4 @@ class JobQueue:
                                                   count=10_000))
             waiting = int(lag)
             running = int(group.get("pending", 0))
-        return QueueState(waiting=waiting, running=running, workers=await self.workers_alive())
+        return QueueState(waiting=waiting, running=running, workers=await self.workers_alive(fresh=True))

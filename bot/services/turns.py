@@ -9,10 +9,12 @@ admission (a broken image) is refunded: it does not count against the limit.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import time
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,17 +82,16 @@ class TurnService:
         record = await self._admit(first, t)
         if record is None:
             return
-        try:
-            parts = [{"type": "image", "key": await self._fetch(image)} for image in images]
-        except TurnProblem as problem:
-            log.info("turn refused: %s", problem.key, extra={"user": self.hash_user(first.from_user.id)})
-            await self._give_up(record, t(problem.key, **problem.fields), refund=True)
-            return
-        if text or not parts:
-            parts.append({"type": "text", "text": text})
-        else:  # a photo alone: the usual wish is a description, and follow-ups can build on it
-            parts.append({"type": "text", "text": t("default_question")})
-        await self._queue(record, {"role": "user", "content": parts})
+        async with self._released_on_failure(record, t):
+            try:
+                parts = [{"type": "image", "key": await self._fetch(image)} for image in images]
+            except TurnProblem as problem:
+                log.info("turn refused: %s", problem.key, extra={"user": self.hash_user(first.from_user.id)})
+                await self._give_up(record, t(problem.key, **problem.fields))
+                return
+            # a photo alone: the usual wish is a description, and follow-ups can build on it
+            parts.append({"type": "text", "text": text or t("default_question")})
+            await self._queue(record, {"role": "user", "content": parts})
 
     async def retry(self, message: Message, t: Translator) -> None:
         question = await self.dialogs.last_question(message.chat.id, message.from_user.id)
@@ -100,8 +101,22 @@ class TurnService:
         record = await self._admit(message, t)
         if record is None:
             return
-        await self.dialogs.drop_last_exchange_if(message.chat.id, message.from_user.id, question)
-        await self._queue(record, question)
+        async with self._released_on_failure(record, t):
+            await self.dialogs.drop_last_exchange_if(message.chat.id, message.from_user.id, question)
+            await self._queue(record, question)
+
+    @contextlib.asynccontextmanager
+    async def _released_on_failure(self, record: dict[str, Any], t: Translator) -> AsyncIterator[None]:
+        """Between admission and the delivery task, a failure (Redis down, a bug) must not leave the user
+        "busy" until the in-flight record expires: log it, undo the admission, and say so in the placeholder
+        (once: the error is handled here, not again by the dispatcher's error handler)."""
+        try:
+            yield
+        except Exception:
+            log.exception("turn failed before it was queued", extra={"user": self.hash_user(record["user_id"])})
+            self.metrics.errors.labels(where="turn").inc()
+            with contextlib.suppress(Exception):  # Redis may be what failed; the record's TTL is the last resort
+                await self._give_up(record, t("answer.failed"))
 
     # --- steps ------------------------------------------------------------------------------------------
 
@@ -213,7 +228,7 @@ class TurnService:
         gone = set(await self.dialogs.keep_images_alive([*history, question]))
         if gone & {part.get("key") for part in question["content"]}:
             t = Translator(record["lang"])
-            await self._give_up(record, t("error.image_missing"), refund=True)
+            await self._give_up(record, t("error.image_missing"))
             return
         messages = [self._without_images(m, gone) for m in history] + [question]
         if self.settings.system_prompt:
@@ -237,7 +252,8 @@ class TurnService:
         content = [p for p in message["content"] if p.get("type") != "image" or p.get("key") not in gone]
         return {**message, "content": content or [{"type": "text", "text": ""}]}
 
-    async def _give_up(self, record: dict[str, Any], text: str, refund: bool) -> None:
+    async def _give_up(self, record: dict[str, Any], text: str) -> None:
+        """The turn will not be queued: tell the user (in the placeholder), free them, refund the turn."""
         try:
             for message_id in record["message_ids"][:1]:
                 if not await self.outbox.edit(record["chat_id"], message_id, text):
@@ -245,8 +261,7 @@ class TurnService:
         except ChatGone:
             pass
         await self.access.release(record["user_id"], record["job_id"])
-        if refund:
-            await self.access.refund(record["user_id"], record["job_id"])
+        await self.access.refund(record["user_id"], record["job_id"])
 
     async def _reply(self, message: Message, text: str) -> None:
         await self.outbox.reply(message, text)
