@@ -23,19 +23,29 @@ def webhook_app(settings: Settings, bot: Bot, dp: Dispatcher, secret: str) -> we
     """aiohttp app that takes Telegram's POSTs (checking X-Telegram-Bot-Api-Secret-Token) and runs the
     dispatcher's startup/shutdown with its own."""
     app = web.Application()
-    SimpleRequestHandler(dispatcher=dp, bot=bot, secret_token=secret).register(app, path=settings.webhook_path)
+    SimpleRequestHandler(dispatcher=dp, bot=bot, secret_token=secret).register(
+        app, path=settings.webhook_path
+    )
     setup_application(app, dp, bot=bot)
     return app
 
 
 async def run_webhook(settings: Settings, bot: Bot, dp: Dispatcher) -> None:
-    secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else secrets.token_urlsafe(32)
+    secret = (
+        settings.webhook_secret.get_secret_value() if settings.webhook_secret else secrets.token_urlsafe(32)
+    )
     runner = web.AppRunner(webhook_app(settings, bot, dp, secret), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, settings.webhook_host, settings.webhook_port).start()
-    await bot.set_webhook(settings.webhook_url, secret_token=secret,
-                          allowed_updates=dp.resolve_used_update_types(), drop_pending_updates=False)
-    log.info("webhook listening on %s:%d%s", settings.webhook_host, settings.webhook_port, settings.webhook_path)
+    await bot.set_webhook(
+        settings.webhook_url,
+        secret_token=secret,
+        allowed_updates=dp.resolve_used_update_types(),
+        drop_pending_updates=False,
+    )
+    log.info(
+        "webhook listening on %s:%d%s", settings.webhook_host, settings.webhook_port, settings.webhook_path
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -40,8 +40,11 @@ def create_bot(settings: Settings) -> Bot:
     api = TelegramAPIServer.from_base(settings.telegram_api_url) if settings.telegram_api_url else None
     session = AiohttpSession(api=api) if api else AiohttpSession()
     session.middleware(BestEffortChatActions())
-    return Bot(settings.bot_token.get_secret_value(), session=session,
-               default=DefaultBotProperties(parse_mode=ParseMode.HTML, link_preview_is_disabled=True))
+    return Bot(
+        settings.bot_token.get_secret_value(),
+        session=session,
+        default=DefaultBotProperties(parse_mode=ParseMode.HTML, link_preview_is_disabled=True),
+    )
 
 
 class Lifecycle:
@@ -62,8 +65,9 @@ class Lifecycle:
         for admin_id in self.settings.admin_ids:
             await set_admin_menu(bot, admin_id)
         if self.settings.metrics_port:
-            self._metrics_runner = await start_metrics_server(self.metrics, self.settings.metrics_host,
-                                                              self.settings.metrics_port)
+            self._metrics_runner = await start_metrics_server(
+                self.metrics, self.settings.metrics_host, self.settings.metrics_port
+            )
         await self.delivery.resume()
 
     async def shutdown(self) -> None:
@@ -77,21 +81,40 @@ class Lifecycle:
 def create_dispatcher(settings: Settings, bot: Bot, redis: Redis) -> Dispatcher:
     metrics = BotMetrics()
     hash_user = UserHasher(settings.bot_token.get_secret_value())
-    outbox = Outbox(bot, metrics, settings.edit_interval_private_s, settings.edit_interval_group_s,
-                    settings.max_edits_per_second)
+    outbox = Outbox(
+        bot,
+        metrics,
+        settings.edit_interval_private_s,
+        settings.edit_interval_group_s,
+        settings.max_edits_per_second,
+    )
     access = AccessControl(redis, settings.default_limit, settings.admin_ids)
     dialogs = DialogStore(redis, settings.dialog_max_turns, settings.dialog_ttl_s, settings.image_ttl_s)
     queue = JobQueue(redis)
-    delivery = AnswerDelivery(bot, access, queue, dialogs, outbox, metrics, hash_user, settings.message_max_chars)
+    delivery = AnswerDelivery(
+        bot, access, queue, dialogs, outbox, metrics, hash_user, settings.message_max_chars
+    )
     turns = TurnService(bot, settings, access, dialogs, queue, delivery, outbox, metrics, hash_user)
     lifecycle = Lifecycle(settings, redis, delivery, metrics)
 
-    dp = Dispatcher(settings=settings, metrics=metrics, hash_user=hash_user, outbox=outbox, access=access,
-                    dialogs=dialogs, queue=queue, delivery=delivery, turns=turns, lifecycle=lifecycle)
+    dp = Dispatcher(
+        settings=settings,
+        metrics=metrics,
+        hash_user=hash_user,
+        outbox=outbox,
+        access=access,
+        dialogs=dialogs,
+        queue=queue,
+        delivery=delivery,
+        turns=turns,
+        lifecycle=lifecycle,
+    )
     dp.update.outer_middleware(UpdateLogMiddleware(metrics, hash_user))
     dp.message.outer_middleware(LanguageMiddleware())
     dp.message.outer_middleware(BanMiddleware(access, outbox))
-    dp.include_routers(admin.create_router(), commands.create_router(), chat.create_router(settings.album_wait_s))
+    dp.include_routers(
+        admin.create_router(), commands.create_router(), chat.create_router(settings.album_wait_s)
+    )
     dp.startup.register(lifecycle.startup)
     dp.shutdown.register(lifecycle.shutdown)
 

@@ -97,8 +97,9 @@ def main() -> int:
         if not settings.bot_token:
             port = _free(settings.demo_port)
             playground = f"http://127.0.0.1:{port}"
-            api = supervisor.start("local Bot API", ["-m", "bot.local_api", "--port", str(port),
-                                                     "--token", DEFAULT_TOKEN], env)
+            api = supervisor.start(
+                "local Bot API", ["-m", "bot.local_api", "--port", str(port), "--token", DEFAULT_TOKEN], env
+            )
             _wait_http(f"{playground}/_control/bot", api)
             env.update(BOT_TOKEN=DEFAULT_TOKEN, TELEGRAM_API_URL=playground)
         supervisor.start("worker", ["-m", "model.worker"], {**env, "MODEL_PRESET": "tiny"})
@@ -106,7 +107,9 @@ def main() -> int:
         if playground:
             print(f"\n  OmniFusion playground: {playground}/\n", flush=True)
         else:
-            print("\n  The bot is running against Telegram: open your bot's chat and say /start.\n", flush=True)
+            print(
+                "\n  The bot is running against Telegram: open your bot's chat and say /start.\n", flush=True
+            )
         return supervisor.watch()
     finally:
         supervisor.stop_all()

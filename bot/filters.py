@@ -25,8 +25,11 @@ class AddressedToBot(BaseFilter):
                 return True
             text = item.text or item.caption or ""
             for entity in item.entities or item.caption_entities or []:
-                if entity.type == "mention" and me.username and \
-                        entity.extract_from(text).lower() == f"@{me.username.lower()}":
+                if (
+                    entity.type == "mention"
+                    and me.username
+                    and entity.extract_from(text).lower() == f"@{me.username.lower()}"
+                ):
                     return True
                 if entity.type == "text_mention" and entity.user and entity.user.id == me.id:
                     return True

@@ -41,13 +41,14 @@ def clean(text: str) -> str:
 
 # --- markdown -> HTML ---------------------------------------------------------------------------------------
 
+
 def _inline(text: str) -> str:
     """One line of prose: escape, then turn markdown marks into tags. Code spans are cut out first so that
     nothing inside them is formatted."""
     pieces = []
     last = 0
     for match in _INLINE_CODE.finditer(text):
-        pieces.append(_marks(text[last:match.start()]))
+        pieces.append(_marks(text[last : match.start()]))
         pieces.append(f"<code>{html.escape(match.group(1), quote=False)}</code>")
         last = match.end()
     pieces.append(_marks(text[last:]))
@@ -68,7 +69,7 @@ def _prose_line(line: str) -> str:
     if heading := _HEADING.match(line):
         return f"<b>{_inline(heading.group(1))}</b>"
     if bullet := _BULLET.match(line):
-        return f"{bullet.group(1)}• {_inline(line[bullet.end():])}"
+        return f"{bullet.group(1)}• {_inline(line[bullet.end() :])}"
     return _inline(line)
 
 
@@ -132,6 +133,7 @@ def tags_are_balanced(text: str) -> bool:
 
 # --- splitting ----------------------------------------------------------------------------------------------
 
+
 def _prefix_within(text: str, budget: int) -> int:
     """The longest prefix (in characters) whose UTF-16 length is <= budget."""
     if utf16_len(text) <= budget:
@@ -148,8 +150,14 @@ def _best_cut(text: str, hard: int) -> int:
     """Where to end a piece of at most `hard` characters: a paragraph, a line, a sentence, a word; in that
     order of preference, and never so early that the piece is tiny."""
     window = text[:hard]
-    for separator, min_fraction in (("\n\n", 0.5), ("\n", 0.3), (". ", 0.5), ("! ", 0.5), ("? ", 0.5),
-                                    (" ", 0.5)):
+    for separator, min_fraction in (
+        ("\n\n", 0.5),
+        ("\n", 0.3),
+        (". ", 0.5),
+        ("! ", 0.5),
+        ("? ", 0.5),
+        (" ", 0.5),
+    ):
         at = window.rfind(separator)
         if at > hard * min_fraction:
             return at + len(separator)
@@ -186,7 +194,7 @@ def split_markdown(text: str, limit: int = TELEGRAM_TEXT_LIMIT) -> list[str]:
             reopen = f"```{language}\n"
             rest = reopen + rest
             if utf16_len(reopen) >= cut:  # cannot make progress inside this fence
-                rest = rest[len(reopen):]
+                rest = rest[len(reopen) :]
         else:
             head = head.rstrip()
             rest = rest.lstrip("\n")

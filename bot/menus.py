@@ -25,8 +25,9 @@ def _commands(language: str, names: tuple[str, ...]) -> list[BotCommand]:
 async def set_user_menu(bot: Bot) -> None:
     for language in TEXTS:
         code = None if language == "en" else language  # English is the fallback for every other language
-        await bot.set_my_commands(_commands(language, USER_COMMANDS), scope=BotCommandScopeDefault(),
-                                  language_code=code)
+        await bot.set_my_commands(
+            _commands(language, USER_COMMANDS), scope=BotCommandScopeDefault(), language_code=code
+        )
 
 
 async def set_admin_menu(bot: Bot, admin_id: int) -> bool:
@@ -35,8 +36,11 @@ async def set_admin_menu(bot: Bot, admin_id: int) -> bool:
     try:
         for language in TEXTS:
             code = None if language == "en" else language
-            await bot.set_my_commands(_commands(language, USER_COMMANDS + ADMIN_COMMANDS),
-                                      scope=BotCommandScopeChat(chat_id=admin_id), language_code=code)
+            await bot.set_my_commands(
+                _commands(language, USER_COMMANDS + ADMIN_COMMANDS),
+                scope=BotCommandScopeChat(chat_id=admin_id),
+                language_code=code,
+            )
     except TelegramAPIError as exc:
         log.info("admin menu not set yet for an admin chat: %s", exc.message)
         return False

@@ -27,17 +27,25 @@ class BotMetrics:
         self.updates = Counter("bot_updates_total", "Updates handled, by kind", ["kind"], registry=r)
         self.turns = Counter("bot_turns_total", "Turns queued for the model", registry=r)
         self.replies = Counter("bot_replies_total", "Answers finished, by outcome", ["outcome"], registry=r)
-        self.refusals = Counter("bot_refusals_total", "Turns refused before queueing, by reason", ["reason"],
-                                registry=r)
+        self.refusals = Counter(
+            "bot_refusals_total", "Turns refused before queueing, by reason", ["reason"], registry=r
+        )
         self.errors = Counter("bot_errors_total", "Failures, by where they happened", ["where"], registry=r)
-        self.telegram_retry_after = Counter("bot_telegram_retry_after_total", "429 answers from Telegram",
-                                            registry=r)
+        self.telegram_retry_after = Counter(
+            "bot_telegram_retry_after_total", "429 answers from Telegram", registry=r
+        )
         self.reply_latency = Histogram(
-            "bot_reply_latency_seconds", "From the user's message to the final answer", registry=r,
-            buckets=(0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600))
+            "bot_reply_latency_seconds",
+            "From the user's message to the final answer",
+            registry=r,
+            buckets=(0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600),
+        )
         self.first_text_latency = Histogram(
-            "bot_first_text_latency_seconds", "From the user's message to the first streamed text", registry=r,
-            buckets=(0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300))
+            "bot_first_text_latency_seconds",
+            "From the user's message to the first streamed text",
+            registry=r,
+            buckets=(0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300),
+        )
         self.inflight = Gauge("bot_answers_in_flight", "Answers being delivered right now", registry=r)
 
     def render(self) -> bytes:
@@ -106,8 +114,12 @@ class JsonFormatter(logging.Formatter):
     """{"ts", "level", "logger", "msg", ...extra fields}: grep-able by humans, parseable by Loki/ELK."""
 
     def format(self, record: logging.LogRecord) -> str:
-        entry = {"ts": round(record.created, 3), "level": record.levelname, "logger": record.name,
-                 "msg": record.getMessage()}
+        entry = {
+            "ts": round(record.created, 3),
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
         entry.update({k: v for k, v in record.__dict__.items() if k not in _STANDARD})
         if record.exc_info or record.exc_text:
             entry["exc"] = record.exc_text or self.formatException(record.exc_info)

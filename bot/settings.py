@@ -53,14 +53,18 @@ class Settings(BaseSettings):
     edit_interval_private_s: float = Field(1.0, ge=0)  # Telegram: about one message per second per chat
     edit_interval_group_s: float = Field(3.0, ge=0)  # and 20 per minute in a group
     message_max_chars: int = Field(4096, ge=100, le=4096)  # longer answers continue in further messages
-    max_edits_per_second: float = Field(25, gt=0)  # under Telegram's ~30/s for the whole bot; finals bypass it
+    max_edits_per_second: float = Field(
+        25, gt=0
+    )  # under Telegram's ~30/s for the whole bot; finals bypass it
 
     # --- running --------------------------------------------------------------------------------------------
     webhook_url: str | None = None  # public https URL Telegram posts to; unset = long polling
     webhook_path: str = "/webhook"
     webhook_host: str = "0.0.0.0"
     webhook_port: int = 8080
-    webhook_secret: SecretStr | None = None  # checked against X-Telegram-Bot-Api-Secret-Token; random if unset
+    webhook_secret: SecretStr | None = (
+        None  # checked against X-Telegram-Bot-Api-Secret-Token; random if unset
+    )
     metrics_port: int | None = 9101  # Prometheus /metrics; 0 or empty disables it
     metrics_host: str = "0.0.0.0"
     log_level: str = "INFO"
@@ -81,10 +85,17 @@ class Settings(BaseSettings):
         parse_limit(value)
         return value
 
-    @field_validator("telegram_api_url", "webhook_url", "metrics_port", mode="before")
+    @field_validator("telegram_api_url", "webhook_url", "webhook_secret", "metrics_port", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value
+
+    @field_validator("bot_token")
+    @classmethod
+    def _token_given(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value().strip():
+            raise ValueError("BOT_TOKEN is empty: get one from @BotFather (or run `make demo` without it)")
+        return value
 
     @model_validator(mode="after")
     def _derived(self) -> Settings:

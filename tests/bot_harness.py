@@ -54,9 +54,16 @@ class BotUnderTest:
     `start_polling()` runs the real polling loop instead."""
 
     def __init__(self, server: LocalBotAPI, redis_url: str, **overrides: Any):
-        values = {"bot_token": server.bot().token, "telegram_api_url": server.base_url, "redis_url": redis_url,
-                  "admin_ids": str(ADMIN_ID), "metrics_port": 0, "album_wait_s": 0.3, "log_format": "text",
-                  **overrides}
+        values = {
+            "bot_token": server.bot().token,
+            "telegram_api_url": server.base_url,
+            "redis_url": redis_url,
+            "admin_ids": str(ADMIN_ID),
+            "metrics_port": 0,
+            "album_wait_s": 0.3,
+            "log_format": "text",
+            **overrides,
+        }
         self.server = server
         self.settings = Settings(_env_file=None, **values)
         self.bot = create_bot(self.settings)
@@ -84,8 +91,9 @@ class BotUnderTest:
         return len(updates)
 
     async def start_polling(self) -> None:
-        self._polling = asyncio.create_task(self.dp.start_polling(self.bot, handle_signals=False,
-                                                                  polling_timeout=1))
+        self._polling = asyncio.create_task(
+            self.dp.start_polling(self.bot, handle_signals=False, polling_timeout=1)
+        )
         await wait_until(lambda: self.server.calls["getUpdates"] > 0, what="polling to start")
 
     async def stop(self) -> None:
@@ -109,8 +117,13 @@ class ScriptedWorker:
 
     def __init__(self, redis_url: str, script: Callable[[protocol.Job], list[dict[str, Any]]] | None = None):
         self.redis = Redis.from_url(redis_url)
-        self.script = script or (lambda job: [protocol.delta_event("Hello "), protocol.delta_event("there."),
-                                              protocol.done_event("Hello there.", "stop", 2)])
+        self.script = script or (
+            lambda job: [
+                protocol.delta_event("Hello "),
+                protocol.delta_event("there."),
+                protocol.done_event("Hello there.", "stop", 2),
+            ]
+        )
         self.jobs: list[protocol.Job] = []
         self._task: asyncio.Task | None = None
 
@@ -132,8 +145,9 @@ class ScriptedWorker:
 
     async def _serve(self) -> None:
         while True:
-            found = await self.redis.xreadgroup(protocol.GROUP, "scripted", {protocol.JOBS_STREAM: ">"},
-                                                count=10, block=200)
+            found = await self.redis.xreadgroup(
+                protocol.GROUP, "scripted", {protocol.JOBS_STREAM: ">"}, count=10, block=200
+            )
             for _, entries in found or []:
                 for entry_id, fields in entries:
                     job = protocol.parse_job(fields[b"job"])
@@ -166,8 +180,9 @@ class RealWorker:
 
     def start(self, within_s: float = 120.0) -> RealWorker:
         with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen([sys.executable, "-m", "model.worker"], env=self.env, stdout=log,
-                                            stderr=subprocess.STDOUT)
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "model.worker"], env=self.env, stdout=log, stderr=subprocess.STDOUT
+            )
         client = redis.Redis.from_url(self.redis_url)
         deadline = time.monotonic() + within_s
         try:

@@ -37,7 +37,9 @@ async def test_answer_grows_by_throttled_edits(harness, telegram, redis_url):
     assert answer.text == "".join(pieces).strip()
     assert answer.edit_count >= 2  # it grew while being written
     shown = [h["text"] for h in answer.history[1:]] + [answer.text]
-    assert all(shown[i + 1].startswith(shown[i].strip()) for i in range(len(shown) - 1) if shown[i] != "⏳ Thinking…")
+    assert all(
+        shown[i + 1].startswith(shown[i].strip()) for i in range(len(shown) - 1) if shown[i] != "⏳ Thinking…"
+    )
     assert telegram.max_rate(user.id, window=1.0) <= 2  # about one edit a second in a private chat
 
 
@@ -46,7 +48,12 @@ async def test_long_answer_continues_in_more_messages(harness, telegram, redis_u
     prose = " ".join(f"Sentence number {i} explains a detail." for i in range(250))
     answer_text = f"{prose}\n\n```python\n{code}\n```\n\n{prose}"
     assert len(answer_text) > 3 * TELEGRAM_TEXT_LIMIT
-    async with ScriptedWorker(redis_url, lambda job: stream(*[answer_text[i:i + 2000] for i in range(0, len(answer_text), 2000)], pause=0.05)):
+    async with ScriptedWorker(
+        redis_url,
+        lambda job: stream(
+            *[answer_text[i : i + 2000] for i in range(0, len(answer_text), 2000)], pause=0.05
+        ),
+    ):
         user = await telegram.create_user(language_code="en")
         await ask(harness, telegram, user.id)
         await harness.finish_answers()
@@ -85,8 +92,13 @@ async def test_command_reply_waits_out_a_429(harness, telegram):
 async def test_worker_errors_become_human_messages(harness, telegram, redis_url):
     traceback = "Traceback (most recent call last): RuntimeError: CUDA out of memory"
     codes = iter(["image_missing", "internal", "expired", "mystery_code"])
-    async with ScriptedWorker(redis_url, lambda job: [protocol.delta_event("partial"),
-                                                      {"event": "error", "code": next(codes), "message": traceback}]):
+    async with ScriptedWorker(
+        redis_url,
+        lambda job: [
+            protocol.delta_event("partial"),
+            {"event": "error", "code": next(codes), "message": traceback},
+        ],
+    ):
         user = await telegram.create_user(language_code="en")
         for _ in range(4):
             await ask(harness, telegram, user.id)
@@ -111,8 +123,14 @@ async def test_answer_with_nothing_visible_is_never_sent_empty(harness, telegram
 
 
 async def test_restart_event_drops_what_was_streamed(harness, telegram, redis_url):
-    events = [protocol.delta_event("first attempt that dies"), {"sleep": 1.2}, protocol.restart_event(),
-              protocol.delta_event("Second "), protocol.delta_event("try."), protocol.done_event("Second try.", "stop", 2)]
+    events = [
+        protocol.delta_event("first attempt that dies"),
+        {"sleep": 1.2},
+        protocol.restart_event(),
+        protocol.delta_event("Second "),
+        protocol.delta_event("try."),
+        protocol.done_event("Second try.", "stop", 2),
+    ]
     async with ScriptedWorker(redis_url, lambda job: events):
         user = await telegram.create_user(language_code="en")
         await ask(harness, telegram, user.id)
@@ -171,14 +189,18 @@ async def test_queue_position_is_shown_and_updated(harness, telegram, redis_url)
     for user in users:
         await ask(harness, telegram, user.id)
     last = users[-1].id
-    await telegram.wait_for(lambda: telegram.bot_messages(last)[0].text == "⏳ In the queue: 2 ahead of you.", 10)
+    await telegram.wait_for(
+        lambda: telegram.bot_messages(last)[0].text == "⏳ In the queue: 2 ahead of you.", 10
+    )
     async with ScriptedWorker(redis_url):
         await harness.finish_answers()
     assert all(telegram.bot_messages(u.id)[0].text == "Hello there." for u in users)
 
 
 async def test_user_who_blocked_the_bot_breaks_nothing(harness, telegram, redis_url):
-    async with ScriptedWorker(redis_url, lambda job: stream(*[f"x{i} " for i in range(60)], pause=0.05)) as worker:
+    async with ScriptedWorker(
+        redis_url, lambda job: stream(*[f"x{i} " for i in range(60)], pause=0.05)
+    ) as worker:
         gone = await telegram.create_user(language_code="en")
         other = await telegram.create_user(language_code="en")
         await ask(harness, telegram, gone.id)
@@ -186,7 +208,9 @@ async def test_user_who_blocked_the_bot_breaks_nothing(harness, telegram, redis_
         await telegram.block(gone.id)
         await ask(harness, telegram, other.id)
         await harness.finish_answers()
-        assert await harness.redis.exists(protocol.cancel_key(worker.jobs[0].id))  # the worker is told to stop
+        assert await harness.redis.exists(
+            protocol.cancel_key(worker.jobs[0].id)
+        )  # the worker is told to stop
     assert telegram.bot_messages(other.id)[0].text.startswith("x0 x1")
     assert await harness.access.inflight(gone.id) is None
 
@@ -198,7 +222,9 @@ async def test_refused_html_falls_back_to_plain_text(harness, telegram, monkeypa
     user = await telegram.create_user(language_code="en")
     await telegram.send_text(user.id, "hi")  # the private chat must exist
     message_id = await harness.outbox.send(user.id, "**still** readable", markdown=True)
-    assert [m.text for m in telegram.bot_messages(user.id) if m.message_id == message_id] == ["**still** readable"]
+    assert [m.text for m in telegram.bot_messages(user.id) if m.message_id == message_id] == [
+        "**still** readable"
+    ]
 
 
 async def test_bot_restart_mid_answer_resumes_the_same_message(telegram, redis_url):

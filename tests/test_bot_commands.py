@@ -54,8 +54,9 @@ async def test_unknown_command_and_cancel_without_answer(harness, telegram):
     assert "no question to repeat" in (await said(harness, telegram, user.id, "/retry"))[0]
 
 
-@pytest.mark.parametrize("command", ["/setlimit 5 1/hour", "/setlimit all 1/minute", "/ban 5", "/unban 5",
-                                     "/limits", "/stats"])
+@pytest.mark.parametrize(
+    "command", ["/setlimit 5 1/hour", "/setlimit all 1/minute", "/ban 5", "/unban 5", "/limits", "/stats"]
+)
 async def test_non_admins_are_refused_and_nothing_changes(harness, telegram, command):
     user = await telegram.create_user(language_code="en")
     await harness.access.ban(777)
@@ -66,8 +67,18 @@ async def test_non_admins_are_refused_and_nothing_changes(harness, telegram, com
     assert await harness.access.is_banned(777)
 
 
-@pytest.mark.parametrize("command", ["/setlimit", "/setlimit 5", "/setlimit 5 hour", "/setlimit 5 5/week",
-                                     "/setlimit bob 5/hour", "/setlimit 5 0/hour", "/setlimit 5 5/hour extra"])
+@pytest.mark.parametrize(
+    "command",
+    [
+        "/setlimit",
+        "/setlimit 5",
+        "/setlimit 5 hour",
+        "/setlimit 5 5/week",
+        "/setlimit bob 5/hour",
+        "/setlimit 5 0/hour",
+        "/setlimit 5 5/hour extra",
+    ],
+)
 async def test_setlimit_syntax_errors_get_the_usage_line(harness, telegram, command):
     admin = await telegram.create_user(user_id=ADMIN_ID, language_code="en")
     [reply] = await said(harness, telegram, admin.id, command)
@@ -77,8 +88,13 @@ async def test_setlimit_syntax_errors_get_the_usage_line(harness, telegram, comm
 
 async def test_admin_sets_and_reads_limits(harness, telegram):
     admin = await telegram.create_user(user_id=ADMIN_ID, language_code="en")
-    assert "Limit for 555 is now 2/minute" in (await said(harness, telegram, admin.id, "/setlimit 555 2/minute"))[0]
-    assert "Limit for all is now 10/day" in (await said(harness, telegram, admin.id, "/setlimit all 10/day"))[0]
+    assert (
+        "Limit for 555 is now 2/minute"
+        in (await said(harness, telegram, admin.id, "/setlimit 555 2/minute"))[0]
+    )
+    assert (
+        "Limit for all is now 10/day" in (await said(harness, telegram, admin.id, "/setlimit all 10/day"))[0]
+    )
     assert await harness.access.effective_limit(555) == ((2, 60), "user")
     assert await harness.access.effective_limit(556) == ((10, 86400), "all")
     [one] = await said(harness, telegram, admin.id, "/limits 555")
@@ -94,9 +110,13 @@ async def test_ban_and_unban(harness, telegram, scripted):
     admin = await telegram.create_user(user_id=ADMIN_ID, language_code="en")
     user = await telegram.create_user(language_code="en")
     assert f"User {user.id} is banned" in (await said(harness, telegram, admin.id, f"/ban {user.id}"))[0]
-    assert "Administrators cannot be banned" in (await said(harness, telegram, admin.id, f"/ban {ADMIN_ID}"))[0]
+    assert (
+        "Administrators cannot be banned" in (await said(harness, telegram, admin.id, f"/ban {ADMIN_ID}"))[0]
+    )
     assert "Usage: /ban" in (await said(harness, telegram, admin.id, "/ban"))[0]
-    assert (await said(harness, telegram, user.id, "hello")) == ["You have been blocked by the bot's administrator."]
+    assert (await said(harness, telegram, user.id, "hello")) == [
+        "You have been blocked by the bot's administrator."
+    ]
     assert (await said(harness, telegram, user.id, "/start")) == []  # told once, then silence
     assert await harness.redis.xlen("omnifusion:jobs") == 0
     [limits] = await said(harness, telegram, admin.id, f"/limits {user.id}")

@@ -76,7 +76,11 @@ async def wire(redis: Redis, job_id: str) -> tuple[str, str, list[dict]]:
     events = [protocol.decode_event(f) for _, f in await redis.xrange(protocol.reply_key(job_id))]
     streamed = ""
     for event in events:
-        streamed = "" if event["event"] == "restart" else streamed + event.get("text", "") * (event["event"] == "delta")
+        streamed = (
+            ""
+            if event["event"] == "restart"
+            else streamed + event.get("text", "") * (event["event"] == "delta")
+        )
     return streamed, events[-1].get("text", ""), events
 
 
@@ -97,8 +101,10 @@ def squash(text: str) -> str:
 
 async def test_several_users_at_once_with_photos_and_follow_ups(bot, telegram):
     users = [await new_user(telegram, lang) for lang in ("en", "ru", "en")]
-    asked = {u.id: await telegram.send_photo(u.id, png(color=(40 * i, 90, 200)), caption=f"What is this, {i}?")
-             for i, u in enumerate(users)}
+    asked = {
+        u.id: await telegram.send_photo(u.id, png(color=(40 * i, 90, 200)), caption=f"What is this, {i}?")
+        for i, u in enumerate(users)
+    }
     for user in users:
         await answered(bot, user.id, asked[user.id].message_id)
     for i, user in enumerate(users):
@@ -113,8 +119,11 @@ async def test_several_users_at_once_with_photos_and_follow_ups(bot, telegram):
     follow = {u.id: await telegram.send_text(u.id, "And what colour is it?") for u in users}
     for user in users:
         await answered(bot, user.id, follow[user.id].message_id)
-        job = [j for j in await _jobs(bot) if j.messages[0]["content"][-1]["text"].endswith(
-            f"{users.index(user)}?") and len(j.messages) == 3][0]
+        job = [
+            j
+            for j in await _jobs(bot)
+            if j.messages[0]["content"][-1]["text"].endswith(f"{users.index(user)}?") and len(j.messages) == 3
+        ][0]
         assert job.messages[0]["content"][0]["type"] == "image"  # the earlier photo is still there
         assert shown(telegram, user.id, follow[user.id].message_id)
 
@@ -151,7 +160,9 @@ async def test_admin_and_non_admin(bot, telegram):
     await answered(bot, user.id, first.message_id)
     sent = await telegram.send_text(user.id, "second question")
     refusal = await telegram.wait_for_bot_message(user.id, after=sent.message_id, timeout=10)
-    assert re.fullmatch(r"You have reached your limit of 1/hour\. You can write again in (60 min|1 h)\.", refusal.text)
+    assert re.fullmatch(
+        r"You have reached your limit of 1/hour\. You can write again in (60 min|1 h)\.", refusal.text
+    )
 
 
 async def test_cancel_really_stops_the_worker(telegram, e2e_redis_url, worker):
@@ -161,7 +172,9 @@ async def test_cancel_really_stops_the_worker(telegram, e2e_redis_url, worker):
         user = await new_user(telegram)
         for attempt in range(5):
             asked = await telegram.send_text(user.id, f"Write a very long story {attempt}")
-            await telegram.wait_for(lambda after=asked.message_id: len(shown(telegram, user.id, after)) > 3, 30)
+            await telegram.wait_for(
+                lambda after=asked.message_id: len(shown(telegram, user.id, after)) > 3, 30
+            )
             await telegram.send_text(user.id, "/cancel")
             await answered(bot, user.id, asked.message_id)
             _, _, events = await wire(bot.redis, await _job_asking(bot, f"Write a very long story {attempt}"))
@@ -207,7 +220,9 @@ async def test_bot_restart_mid_dialog_and_mid_answer(telegram, e2e_redis_url, wo
     photo = await telegram.send_photo(user.id, png(), caption="What is here?")
     await answered(first, user.id, photo.message_id)
     asked = await telegram.send_text(user.id, "Tell me more about it")
-    await telegram.wait_for(lambda: shown(telegram, user.id, asked.message_id) not in ("", "⏳ Thinking…"), 30)
+    await telegram.wait_for(
+        lambda: shown(telegram, user.id, asked.message_id) not in ("", "⏳ Thinking…"), 30
+    )
     assert await first.access.inflight(user.id) is not None
     await first.stop()  # SIGTERM-like, with the answer in flight
 

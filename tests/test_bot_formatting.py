@@ -16,7 +16,9 @@ def visible(markdown: str) -> tuple[str, list[dict]]:
 
 
 def test_common_markdown_becomes_entities():
-    text, entities = visible("# Title\n**bold**, *italic*, ~~gone~~, `x<y`, [link](https://e.com/?a=1&b=2)\n- item")
+    text, entities = visible(
+        "# Title\n**bold**, *italic*, ~~gone~~, `x<y`, [link](https://e.com/?a=1&b=2)\n- item"
+    )
     assert text == "Title\nbold, italic, gone, x<y, link\n• item"
     kinds = {e["type"] for e in entities}
     assert {"bold", "italic", "strikethrough", "code", "text_link"} <= kinds
@@ -36,10 +38,20 @@ def test_unclosed_fence_while_streaming_is_code_so_far():
     assert any(e["type"] == "pre" for e in entities)
 
 
-@pytest.mark.parametrize("markdown", [
-    "*a **b* c**", "**unclosed bold", "snake_case_name and __init__", "5 * 3 * 2 = 30", "<b>not a tag</b>",
-    "a_b_c *x_y* _z", "`code with ** inside`", "[x](javascript:alert(1))", "& &amp; &lt;",
-])
+@pytest.mark.parametrize(
+    "markdown",
+    [
+        "*a **b* c**",
+        "**unclosed bold",
+        "snake_case_name and __init__",
+        "5 * 3 * 2 = 30",
+        "<b>not a tag</b>",
+        "a_b_c *x_y* _z",
+        "`code with ** inside`",
+        "[x](javascript:alert(1))",
+        "& &amp; &lt;",
+    ],
+)
 def test_tricky_text_is_always_accepted(markdown):
     # format_text raises EntityParseError exactly where Telegram says "can't parse entities"
     text, _ = visible(markdown)

@@ -26,11 +26,24 @@ def free_port() -> int:
 
 
 async def start_bot_process(telegram, redis_url, **env) -> asyncio.subprocess.Process:
-    environment = {**os.environ, "BOT_TOKEN": telegram.bot().token, "TELEGRAM_API_URL": telegram.base_url,
-                   "REDIS_URL": redis_url, "LOG_LEVEL": "DEBUG", "LOG_FORMAT": "json", **env}
-    return await asyncio.create_subprocess_exec(sys.executable, "-m", "bot", env=environment,
-                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-                                                cwd=os.getcwd())
+    environment = {
+        **os.environ,
+        "BOT_TOKEN": telegram.bot().token,
+        "TELEGRAM_API_URL": telegram.base_url,
+        "REDIS_URL": redis_url,
+        "LOG_LEVEL": "DEBUG",
+        "LOG_FORMAT": "json",
+        **env,
+    }
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot",
+        env=environment,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        cwd=os.getcwd(),
+    )
 
 
 async def stop_with_sigterm(process: asyncio.subprocess.Process) -> tuple[int, str]:
@@ -56,8 +69,9 @@ async def test_polling_process_metrics_logs_and_sigterm(telegram, redis_url):
             sent = await telegram.send_text(user.id, "/start")
             await telegram.wait_for_bot_message(user.id, after=sent.message_id, timeout=15)
             sent = await telegram.send_photo(user.id, png(), caption="what is it?")
-            await telegram.wait_for_bot_message(user.id, after=sent.message_id,
-                                                predicate=lambda m: m.text == "Hello there.", timeout=15)
+            await telegram.wait_for_bot_message(
+                user.id, after=sent.message_id, predicate=lambda m: m.text == "Hello there.", timeout=15
+            )
             async with aiohttp.ClientSession() as http:
 
                 async def scrape() -> str | None:  # the counters move right after the final edit
@@ -80,9 +94,16 @@ async def test_polling_process_metrics_logs_and_sigterm(telegram, redis_url):
 async def test_webhook_process_checks_the_secret(telegram, redis_url):
     port = free_port()
     url = f"http://127.0.0.1:{port}/tg-hook"
-    process = await start_bot_process(telegram, redis_url, WEBHOOK_URL=url, WEBHOOK_PATH="/tg-hook",
-                                      WEBHOOK_HOST="127.0.0.1", WEBHOOK_PORT=str(port),
-                                      WEBHOOK_SECRET="hook-secret-123", METRICS_PORT="0")
+    process = await start_bot_process(
+        telegram,
+        redis_url,
+        WEBHOOK_URL=url,
+        WEBHOOK_PATH="/tg-hook",
+        WEBHOOK_HOST="127.0.0.1",
+        WEBHOOK_PORT=str(port),
+        WEBHOOK_SECRET="hook-secret-123",
+        METRICS_PORT="0",
+    )
     try:
         await wait_until(lambda: telegram.bot().webhook, 30, "the webhook to be set")
         user = await telegram.create_user(user_id=913_000_002, language_code="ru")
@@ -90,13 +111,21 @@ async def test_webhook_process_checks_the_secret(telegram, redis_url):
         reply = await telegram.wait_for_bot_message(user.id, after=sent.message_id, timeout=15)
         assert "Как со мной общаться" in reply.text
         async with aiohttp.ClientSession() as http:
-            forged = {"update_id": 999, "message": {"message_id": 1, "date": 0, "chat": {"id": 1, "type": "private"},
-                                                    "from": {"id": 1, "is_bot": False, "first_name": "X"},
-                                                    "text": "/start"}}
+            forged = {
+                "update_id": 999,
+                "message": {
+                    "message_id": 1,
+                    "date": 0,
+                    "chat": {"id": 1, "type": "private"},
+                    "from": {"id": 1, "is_bot": False, "first_name": "X"},
+                    "text": "/start",
+                },
+            }
             async with http.post(url, json=forged) as response:
                 assert response.status == 401
-            async with http.post(url, json=forged,
-                                 headers={"X-Telegram-Bot-Api-Secret-Token": "wrong"}) as response:
+            async with http.post(
+                url, json=forged, headers={"X-Telegram-Bot-Api-Secret-Token": "wrong"}
+            ) as response:
                 assert response.status == 401
     finally:
         code, logs = await stop_with_sigterm(process)
@@ -111,8 +140,9 @@ async def test_offline_model_then_a_real_worker_arrives(telegram, redis_url, tmp
     try:
         user = await telegram.create_user(language_code="en")
         sent = await telegram.send_photo(user.id, png(), caption="Anyone there?")
-        await telegram.wait_for_bot_message(user.id, after=sent.message_id,
-                                            predicate=lambda m: "offline" in m.text, timeout=15)
+        await telegram.wait_for_bot_message(
+            user.id, after=sent.message_id, predicate=lambda m: "offline" in m.text, timeout=15
+        )
         await asyncio.to_thread(worker.start)
         await bot.finish_answers(within_s=60)
         [answer] = [m for m in telegram.bot_messages(user.id) if m.message_id > sent.message_id]

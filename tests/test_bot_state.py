@@ -63,7 +63,9 @@ async def test_images_are_stored_once_and_kept_alive_while_referred_to(redis_url
     assert await dialogs.store_image(b"picture bytes") == key  # sent again: TTL refreshed, not rewritten
     assert await redis.ttl(key) > 400
     await redis.expire(key, 5)
-    gone = await dialogs.keep_images_alive([user_turn("q", key), user_turn("q2", protocol.image_key("0" * 64))])
+    gone = await dialogs.keep_images_alive(
+        [user_turn("q", key), user_turn("q2", protocol.image_key("0" * 64))]
+    )
     assert gone == [protocol.image_key("0" * 64)] and await redis.ttl(key) > 400
     await redis.aclose()
 
@@ -97,8 +99,12 @@ async def test_rate_limit_cannot_be_overshot_by_concurrent_turns(redis_url):
 
 async def test_only_one_turn_in_flight_even_at_the_same_instant(redis_url):
     clients = [Redis.from_url(redis_url) for _ in range(10)]
-    verdicts = await asyncio.gather(*(AccessControl(c, (100, 60), frozenset()).admit(7, record(f"j{i}"), 60)
-                                      for i, c in enumerate(clients)))
+    verdicts = await asyncio.gather(
+        *(
+            AccessControl(c, (100, 60), frozenset()).admit(7, record(f"j{i}"), 60)
+            for i, c in enumerate(clients)
+        )
+    )
     assert sorted(v.verdict for v in verdicts) == ["busy"] * 9 + ["ok"]
     for c in clients:
         await c.aclose()

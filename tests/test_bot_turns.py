@@ -64,7 +64,9 @@ async def test_photo_alone_asks_for_a_description_in_the_users_language(harness,
 
 async def test_picture_sent_as_a_file(harness, telegram, scripted):
     user = await telegram.create_user(language_code="en")
-    await telegram.send_document(user.id, png(), file_name="scan.png", mime_type="image/png", caption="Read it")
+    await telegram.send_document(
+        user.id, png(), file_name="scan.png", mime_type="image/png", caption="Read it"
+    )
     await harness.pump()
     await harness.finish_answers()
     assert len(image_parts(scripted.jobs[0])) == 1
@@ -87,15 +89,27 @@ async def test_refusals_are_short_clear_and_free(harness, telegram, scripted):
         (telegram.send_sticker(user.id), "I can't read stickers"),
         (telegram.send_voice(user.id), "I can't listen to voice"),
         (telegram.send_video(user.id), "I can't watch videos"),
-        (telegram.send_document(user.id, b"%PDF-1.4", file_name="a.pdf", mime_type="application/pdf"),
-         "I only read pictures"),
-        (telegram.send_document(user.id, b"x", file_name="huge.png", mime_type="image/png", file_size=30 * 2**20),
-         "This file is too large (30.0 MB). Please send a picture under 20 MB."),
+        (
+            telegram.send_document(user.id, b"%PDF-1.4", file_name="a.pdf", mime_type="application/pdf"),
+            "I only read pictures",
+        ),
+        (
+            telegram.send_document(
+                user.id, b"x", file_name="huge.png", mime_type="image/png", file_size=30 * 2**20
+            ),
+            "This file is too large (30.0 MB). Please send a picture under 20 MB.",
+        ),
         (telegram.send_text(user.id, "x" * 3001), "The message is too long (3001 characters)"),
-        (telegram.send_document(user.id, b"not an image at all", file_name="fake.png", mime_type="image/png"),
-         "This doesn't look like a picture"),
-        (telegram.send_document(user.id, png()[:60], file_name="cut.png", mime_type="image/png"),
-         "The picture seems damaged or incomplete"),
+        (
+            telegram.send_document(
+                user.id, b"not an image at all", file_name="fake.png", mime_type="image/png"
+            ),
+            "This doesn't look like a picture",
+        ),
+        (
+            telegram.send_document(user.id, png()[:60], file_name="cut.png", mime_type="image/png"),
+            "The picture seems damaged or incomplete",
+        ),
     ]
     for send, expected in cases:
         sent = await send
@@ -108,9 +122,7 @@ async def test_refusals_are_short_clear_and_free(harness, telegram, scripted):
 
 
 async def test_too_many_pixels(harness, telegram, scripted):
-    small = harness.settings.model_copy(update={"max_image_pixels": 100 * 100})
-    harness.turns.settings = small
-    harness.turns.image_limits = type(harness.turns.image_limits)(max_pixels=100 * 100)
+    harness.turns.pictures.limits = type(harness.turns.pictures.limits)(max_pixels=100 * 100)
     user = await telegram.create_user(language_code="en")
     sent = await telegram.send_document(user.id, png(300, 300), file_name="big.png", mime_type="image/png")
     await harness.pump()
@@ -146,7 +158,9 @@ async def test_groups_answer_mentions_and_replies_only_with_a_dialog_per_user(ha
     assert set(by_question) == {"what is a cat?", "and this?", "tell me more"}  # the mention is gone
     follow_up = by_question["tell me more"]
     assert [m["content"][-1]["text"] for m in follow_up.messages if m["role"] == "user"] == [
-        "what is a cat?", "tell me more"]  # Ann's dialog only: nothing of Bob's
+        "what is a cat?",
+        "tell me more",
+    ]  # Ann's dialog only: nothing of Bob's
     assert not image_parts(follow_up)
     assert len(await harness.dialogs.messages(group.id, ann.id)) == 4
     assert len(await harness.dialogs.messages(group.id, bob.id)) == 2
@@ -157,8 +171,9 @@ async def test_question_in_reply_to_someone_elses_photo(harness, telegram, scrip
     bob = await telegram.create_user(language_code="en")
     group = await telegram.create_group("Pics", [ann.id, bob.id])
     photo = await telegram.send_photo(bob.id, png(), chat_id=group.id)
-    await telegram.send_text(ann.id, f"@{BOT_USERNAME} what is on it?", chat_id=group.id,
-                             reply_to=photo.message_id)
+    await telegram.send_text(
+        ann.id, f"@{BOT_USERNAME} what is on it?", chat_id=group.id, reply_to=photo.message_id
+    )
     await harness.pump()
     await harness.finish_answers()
     assert len(image_parts(scripted.jobs[0])) == 1
@@ -172,7 +187,12 @@ async def test_one_answer_in_flight_per_user(harness, telegram, redis_url):
             await telegram.send_text(user.id, f"question {i}")
         await harness.pump()  # all five at once
         replies = [m.text for m in telegram.bot_messages(user.id)]
-        assert replies.count("I am still answering your previous message. Wait for it, or send /cancel to stop it.") == 4
+        assert (
+            replies.count(
+                "I am still answering your previous message. Wait for it, or send /cancel to stop it."
+            )
+            == 4
+        )
         await harness.finish_answers()
         assert len(worker.jobs) == 1
         await telegram.send_text(user.id, "next one")

@@ -6,6 +6,7 @@ import json
 import logging
 import re
 import string
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
@@ -48,13 +49,23 @@ def test_image_errors_have_texts():
 
 
 def test_worker_errors_that_users_can_act_on_have_texts():
-    for code in ("expired", "image_missing", "bad_image", "too_many_images", "too_long", "internal", "dead_letter"):
+    for code in (
+        "expired",
+        "image_missing",
+        "bad_image",
+        "too_many_images",
+        "too_long",
+        "internal",
+        "dead_letter",
+    ):
         assert code in ERROR_CODES and Translator("en").has(f"error.{code}")
     assert "bad_job" in Translator("en")("error.other", code="bad_job")
 
 
-@pytest.mark.parametrize(("code", "language"), [("ru", "ru"), ("ru-RU", "ru"), ("en-GB", "en"), (None, "en"),
-                                                ("de", "en"), ("", "en")])
+@pytest.mark.parametrize(
+    ("code", "language"),
+    [("ru", "ru"), ("ru-RU", "ru"), ("en-GB", "en"), (None, "en"), ("de", "en"), ("", "en")],
+)
 def test_language_choice(code, language):
     assert pick_language(code) == language
 
@@ -72,8 +83,9 @@ def test_user_text_is_escaped():
     assert Translator("en")("start", name="<b>Eve</b>").count("&lt;b&gt;Eve") == 1
 
 
-@pytest.mark.parametrize(("spec", "expected"), [("20/hour", (20, 3600)), ("1/minute", (1, 60)),
-                                                 (" 5/DAY ", (5, 86400))])
+@pytest.mark.parametrize(
+    ("spec", "expected"), [("20/hour", (20, 3600)), ("1/minute", (1, 60)), (" 5/DAY ", (5, 86400))]
+)
 def test_parse_limit(spec, expected):
     assert parse_limit(spec) == expected
 
@@ -97,24 +109,42 @@ def test_settings_from_environment(monkeypatch):
     assert settings.image_ttl_s > settings.dialog_ttl_s  # images outlive the dialogs that use them
 
 
+def test_env_example_lists_every_setting_with_its_default(monkeypatch):
+    example = Path(__file__).parents[1] / "docs" / "env.bot.example"
+    listed = {
+        line.split("=")[0] for line in example.read_text().splitlines() if "=" in line and line[0] != "#"
+    }
+    assert {name.upper() for name in Settings.model_fields} <= listed
+    for name in listed:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("BOT_TOKEN", TOKEN)  # the one value the example leaves empty
+    from_example = Settings(_env_file=example)
+    defaults = Settings(_env_file=None)
+    assert from_example.model_dump() == defaults.model_dump()
+
+
 def test_settings_refuse_bad_values(monkeypatch):
     monkeypatch.setenv("BOT_TOKEN", TOKEN)
     with pytest.raises(ValidationError):
         Settings(_env_file=None, default_rate_limit="lots")
     with pytest.raises(ValidationError):
         Settings(_env_file=None, max_file_bytes=50 * 2**20)  # Telegram's getFile stops at 20 MB
+    with pytest.raises(ValidationError, match="BOT_TOKEN is empty"):
+        Settings(_env_file=None, bot_token=" ")
     monkeypatch.delenv("BOT_TOKEN")
     with pytest.raises(ValidationError):
         Settings(_env_file=None)
 
 
 def test_logs_never_show_the_token(caplog):
-    record = logging.LogRecord("x", logging.ERROR, __file__, 1, "GET https://api/file/bot%s/photo.jpg failed",
-                               (TOKEN,), None)
+    record = logging.LogRecord(
+        "x", logging.ERROR, __file__, 1, "GET https://api/file/bot%s/photo.jpg failed", (TOKEN,), None
+    )
     try:
         raise RuntimeError(f"boom at /bot{TOKEN}/getFile")
     except RuntimeError:
         import sys
+
         record.exc_info = sys.exc_info()
     RedactSecrets(TOKEN).filter(record)
     line = JsonFormatter().format(record)
@@ -124,8 +154,15 @@ def test_logs_never_show_the_token(caplog):
 
 def test_ids_in_library_log_lines_are_hashed():
     hasher = UserHasher(TOKEN)
-    record = logging.LogRecord("aiogram", logging.DEBUG, __file__, 1, "typing in chat_id=%d via bot id=%d",
-                               (913000001, 123456789), None)
+    record = logging.LogRecord(
+        "aiogram",
+        logging.DEBUG,
+        __file__,
+        1,
+        "typing in chat_id=%d via bot id=%d",
+        (913000001, 123456789),
+        None,
+    )
     RedactSecrets(TOKEN, hash_user=hasher).filter(record)
     assert record.getMessage() == f"typing in chat_id=#{hasher(913000001)} via bot id=123456789"
 

@@ -30,8 +30,9 @@ def create_router() -> Router:
         await outbox.reply(message, t("admin.only"))
 
     @router.message(Command("setlimit"))
-    async def set_limit(message: Message, command: CommandObject, access: AccessControl, outbox: Outbox,
-                        t: Translator) -> None:
+    async def set_limit(
+        message: Message, command: CommandObject, access: AccessControl, outbox: Outbox, t: Translator
+    ) -> None:
         args = (command.args or "").split()
         who = args[0].lower() if args else ""
         user_id = _user_id(who)
@@ -53,8 +54,9 @@ def create_router() -> Router:
         await outbox.reply(message, t("admin.setlimit.done", who=who, limit=t.limit(count, window)))
 
     @router.message(Command("limits"))
-    async def limits(message: Message, command: CommandObject, access: AccessControl, outbox: Outbox,
-                     t: Translator) -> None:
+    async def limits(
+        message: Message, command: CommandObject, access: AccessControl, outbox: Outbox, t: Translator
+    ) -> None:
         args = (command.args or "").split()
         if len(args) > 1 or (args and _user_id(args[0]) is None):
             await outbox.reply(message, t("admin.usage.limits"))
@@ -63,9 +65,17 @@ def create_router() -> Router:
             user_id = _user_id(args[0])
             (count, window), source = await access.effective_limit(user_id)
             banned = t("admin.limits.banned") if await access.is_banned(user_id) else ""
-            await outbox.reply(message, t("admin.limits.user", user_id=user_id, limit=t.limit(count, window),
-                                          source=t(f"admin.source.{source}"),
-                                          used=await access.used(user_id, window), banned=banned))
+            await outbox.reply(
+                message,
+                t(
+                    "admin.limits.user",
+                    user_id=user_id,
+                    limit=t.limit(count, window),
+                    source=t(f"admin.source.{source}"),
+                    used=await access.used(user_id, window),
+                    banned=banned,
+                ),
+            )
             return
         (count, window), source = await access.effective_limit(None)
         text = t("admin.limits.all", limit=t.limit(count, window), source=t(f"admin.source.{source}"))
@@ -74,8 +84,9 @@ def create_router() -> Router:
         await outbox.reply(message, text)
 
     @router.message(Command("ban"))
-    async def ban(message: Message, command: CommandObject, access: AccessControl, outbox: Outbox,
-                  t: Translator) -> None:
+    async def ban(
+        message: Message, command: CommandObject, access: AccessControl, outbox: Outbox, t: Translator
+    ) -> None:
         user_id = _user_id(command.args or "")
         if user_id is None:
             await outbox.reply(message, t("admin.usage.ban"))
@@ -86,8 +97,9 @@ def create_router() -> Router:
             await outbox.reply(message, t("admin.ban.done", user_id=user_id))
 
     @router.message(Command("unban"))
-    async def unban(message: Message, command: CommandObject, access: AccessControl, outbox: Outbox,
-                    t: Translator) -> None:
+    async def unban(
+        message: Message, command: CommandObject, access: AccessControl, outbox: Outbox, t: Translator
+    ) -> None:
         user_id = _user_id(command.args or "")
         if user_id is None:
             await outbox.reply(message, t("admin.usage.unban"))
@@ -96,11 +108,26 @@ def create_router() -> Router:
         await outbox.reply(message, t("admin.unban.done", user_id=user_id))
 
     @router.message(Command("stats"))
-    async def stats(message: Message, access: AccessControl, queue: JobQueue, delivery: AnswerDelivery,
-                    outbox: Outbox, t: Translator) -> None:
+    async def stats(
+        message: Message,
+        access: AccessControl,
+        queue: JobQueue,
+        delivery: AnswerDelivery,
+        outbox: Outbox,
+        t: Translator,
+    ) -> None:
         numbers = await access.usage_today()
         state = await queue.state()
-        await outbox.reply(message, t("admin.stats", **numbers, waiting=state.waiting, running=state.running,
-                                      workers=state.workers, inflight=delivery.active))
+        await outbox.reply(
+            message,
+            t(
+                "admin.stats",
+                **numbers,
+                waiting=state.waiting,
+                running=state.running,
+                workers=state.workers,
+                inflight=delivery.active,
+            ),
+        )
 
     return router

@@ -30,15 +30,19 @@ def create_router(album_wait_s: float) -> Router:
         await outbox.reply(message, t("unknown_command"))
 
     @router.message(F.photo | F.document | F.text | F.media_group_id)
-    async def turn(message: Message, turns: TurnService, t: Translator,
-                   album: list[Message] | None = None) -> None:
+    async def turn(
+        message: Message, turns: TurnService, t: Translator, album: list[Message] | None = None
+    ) -> None:
         await turns.ask(album or [message], t)
 
     for content, key in _UNSUPPORTED:
+
         def make(text_key: str):  # bind the key now, not at call time
             async def unsupported(message: Message, outbox: Outbox, t: Translator) -> None:
                 await outbox.reply(message, t(text_key))
+
             return unsupported
+
         router.message.register(make(key), content)
 
     @router.message()

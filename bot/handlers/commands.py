@@ -35,15 +35,29 @@ def create_router() -> Router:
             await set_admin_menu(bot, message.from_user.id)  # the chat may not have existed at startup
 
     @router.message(Command("help"))
-    async def help_(message: Message, outbox: Outbox, access: AccessControl, settings: Settings,
-                    t: Translator) -> None:
+    async def help_(
+        message: Message, outbox: Outbox, access: AccessControl, settings: Settings, t: Translator
+    ) -> None:
         (count, window), _ = await access.effective_limit(message.from_user.id)
-        await outbox.reply(message, t("help", max_images=settings.max_images_per_turn,
-                                      max_mb=settings.max_file_bytes // 2**20, limit=t.limit(count, window)))
+        await outbox.reply(
+            message,
+            t(
+                "help",
+                max_images=settings.max_images_per_turn,
+                max_mb=settings.max_file_bytes // 2**20,
+                limit=t.limit(count, window),
+            ),
+        )
 
     @router.message(Command("new"))
-    async def new_dialog(message: Message, outbox: Outbox, access: AccessControl, queue: JobQueue,
-                         dialogs: DialogStore, t: Translator) -> None:
+    async def new_dialog(
+        message: Message,
+        outbox: Outbox,
+        access: AccessControl,
+        queue: JobQueue,
+        dialogs: DialogStore,
+        t: Translator,
+    ) -> None:
         cancelled = await _cancel_inflight(message, access, queue)
         await dialogs.reset(message.chat.id, message.from_user.id)
         await outbox.reply(message, t("new.cancelled" if cancelled else "new.done"))
@@ -53,8 +67,9 @@ def create_router() -> Router:
         await turns.retry(message, t)
 
     @router.message(Command("cancel"))
-    async def cancel(message: Message, outbox: Outbox, access: AccessControl, queue: JobQueue,
-                     t: Translator) -> None:
+    async def cancel(
+        message: Message, outbox: Outbox, access: AccessControl, queue: JobQueue, t: Translator
+    ) -> None:
         # Nothing is sent on success: the answer's own message turns into "Stopped" within a second.
         if not await _cancel_inflight(message, access, queue):
             await outbox.reply(message, t("cancel.nothing"))

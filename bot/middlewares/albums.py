@@ -18,8 +18,12 @@ class AlbumMiddleware(BaseMiddleware):
         self.wait_s = wait_s
         self._albums: dict[tuple[int, str], list[Message]] = {}
 
-    async def __call__(self, handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
-                       event: TelegramObject, data: dict[str, Any]) -> Any:
+    async def __call__(
+        self,
+        handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
+        event: TelegramObject,
+        data: dict[str, Any],
+    ) -> Any:
         if not isinstance(event, Message) or not event.media_group_id:
             return await handler(event, data)
         key = (event.chat.id, event.media_group_id)

@@ -20,13 +20,20 @@ class BanMiddleware(BaseMiddleware):
         self.access = access
         self.outbox = outbox
 
-    async def __call__(self, handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
-                       event: TelegramObject, data: dict[str, Any]) -> Any:
+    async def __call__(
+        self,
+        handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
+        event: TelegramObject,
+        data: dict[str, Any],
+    ) -> Any:
         user: User | None = data.get("event_from_user")
         if user is None or self.access.is_admin(user.id) or not await self.access.is_banned(user.id):
             return await handler(event, data)
         data["metrics"].refusals.labels(reason="banned").inc()
-        if isinstance(event, Message) and event.chat.type == "private" \
-                and await self.access.should_tell_banned(user.id):
+        if (
+            isinstance(event, Message)
+            and event.chat.type == "private"
+            and await self.access.should_tell_banned(user.id)
+        ):
             await self.outbox.reply(event, data["t"]("banned"))
         return None

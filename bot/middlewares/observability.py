@@ -20,8 +20,12 @@ class UpdateLogMiddleware(BaseMiddleware):
         self.metrics = metrics
         self.hash_user = hash_user
 
-    async def __call__(self, handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
-                       event: TelegramObject, data: dict[str, Any]) -> Any:
+    async def __call__(
+        self,
+        handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
+        event: TelegramObject,
+        data: dict[str, Any],
+    ) -> Any:
         kind = event.event_type if isinstance(event, Update) else type(event).__name__
         message = getattr(event, "message", None)
         if message is not None:
@@ -33,5 +37,11 @@ class UpdateLogMiddleware(BaseMiddleware):
         try:
             return await handler(event, data)
         finally:
-            log.debug("update handled", extra={"kind": kind, "user": self.hash_user(user.id if user else None),
-                                               "elapsed_ms": int((time.monotonic() - started) * 1000)})
+            log.debug(
+                "update handled",
+                extra={
+                    "kind": kind,
+                    "user": self.hash_user(user.id if user else None),
+                    "elapsed_ms": int((time.monotonic() - started) * 1000),
+                },
+            )

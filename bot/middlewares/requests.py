@@ -17,8 +17,9 @@ log = logging.getLogger(__name__)
 
 
 class BestEffortChatActions(BaseRequestMiddleware):
-    async def __call__(self, make_request: NextRequestMiddlewareType[Any], bot: Bot,
-                       method: TelegramMethod[Any]) -> Response[Any]:
+    async def __call__(
+        self, make_request: NextRequestMiddlewareType[Any], bot: Bot, method: TelegramMethod[Any]
+    ) -> Response[Any]:
         if not isinstance(method, SendChatAction):
             return await make_request(bot, method)
         try:

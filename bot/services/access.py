@@ -91,10 +91,24 @@ class AccessControl:
         must carry `job_id`) as the user's in-flight answer. Admins are not rate limited."""
         n, window = self.default_limit
         verdict, *rest = await self._admit(
-            keys=[keys.BANNED, keys.inflight(user_id), keys.rate_log(user_id), keys.limit(user_id),
-                  keys.LIMIT_ALL],
-            args=[user_id, int(time.time() * 1000), record["job_id"], json.dumps(record, ensure_ascii=False),
-                  ttl_s, n, window, int(self.is_admin(user_id))])
+            keys=[
+                keys.BANNED,
+                keys.inflight(user_id),
+                keys.rate_log(user_id),
+                keys.limit(user_id),
+                keys.LIMIT_ALL,
+            ],
+            args=[
+                user_id,
+                int(time.time() * 1000),
+                record["job_id"],
+                json.dumps(record, ensure_ascii=False),
+                ttl_s,
+                n,
+                window,
+                int(self.is_admin(user_id)),
+            ],
+        )
         verdict = verdict.decode()
         if verdict == "limited":
             return Admission(verdict, retry_in_s=int(rest[0]) / 1000, limit=(int(rest[1]), int(rest[2])))
@@ -112,7 +126,9 @@ class AccessControl:
 
     async def update_inflight(self, record: dict[str, Any]) -> bool:
         payload = json.dumps(record, ensure_ascii=False)
-        return bool(await self._update(keys=[keys.inflight(record["user_id"])], args=[record["job_id"], payload]))
+        return bool(
+            await self._update(keys=[keys.inflight(record["user_id"])], args=[record["job_id"], payload])
+        )
 
     async def release(self, user_id: int, job_id: str) -> None:
         await self._release(keys=[keys.inflight(user_id)], args=[job_id])
@@ -138,8 +154,10 @@ class AccessControl:
 
     async def effective_limit(self, user_id: int | None) -> tuple[tuple[int, int], str]:
         """((N, window), source) where source is 'user', 'all' or 'env'."""
-        for key, source in ((keys.limit(user_id) if user_id is not None else None, "user"),
-                            (keys.LIMIT_ALL, "all")):
+        for key, source in (
+            (keys.limit(user_id) if user_id is not None else None, "user"),
+            (keys.LIMIT_ALL, "all"),
+        ):
             if key and (raw := await self.redis.get(key)):
                 count, window = raw.decode().split("/")
                 return (int(count), int(window)), source

@@ -46,8 +46,17 @@ class Outcome:
 
 
 class AnswerDelivery:
-    def __init__(self, bot: Bot, access: AccessControl, queue: JobQueue, dialogs: DialogStore, outbox: Outbox,
-                 metrics: BotMetrics, hash_user: UserHasher, message_limit: int = TELEGRAM_TEXT_LIMIT):
+    def __init__(
+        self,
+        bot: Bot,
+        access: AccessControl,
+        queue: JobQueue,
+        dialogs: DialogStore,
+        outbox: Outbox,
+        metrics: BotMetrics,
+        hash_user: UserHasher,
+        message_limit: int = TELEGRAM_TEXT_LIMIT,
+    ):
         self.bot = bot
         self.message_limit = message_limit
         self.access = access
@@ -120,12 +129,19 @@ class AnswerDelivery:
             record["message_ids"] = ids
             await self.access.update_inflight(record)
 
-        chain = MessageChain(self.outbox, record["chat_id"], record.get("message_ids", []),
-                             record.get("reply_to"), record.get("thread_id"), remember_messages,
-                             self.message_limit)
+        chain = MessageChain(
+            self.outbox,
+            record["chat_id"],
+            record.get("message_ids", []),
+            record.get("reply_to"),
+            record.get("thread_id"),
+            remember_messages,
+            self.message_limit,
+        )
         try:
-            async with ChatActionSender.typing(bot=self.bot, chat_id=record["chat_id"],
-                                               message_thread_id=record.get("thread_id")):
+            async with ChatActionSender.typing(
+                bot=self.bot, chat_id=record["chat_id"], message_thread_id=record.get("thread_id")
+            ):
                 outcome = await self._follow(record, chain, t)
             await self._show_outcome(outcome, chain, t)
         except ChatGone:
@@ -171,8 +187,9 @@ class AnswerDelivery:
                         return Outcome("cancelled", text=event.get("text") or text, finish="cancelled")
                     return Outcome("done", text=event.get("text", text), finish=event.get("finish", "stop"))
                 elif kind == "error":
-                    log.warning("worker error %s: %s", event.get("code"), event.get("message"),
-                                extra={"job": job_id})
+                    log.warning(
+                        "worker error %s: %s", event.get("code"), event.get("message"), extra={"job": job_id}
+                    )
                     return Outcome("error", text=text, code=event.get("code", "internal"))
             if events:
                 taken = True
@@ -239,14 +256,23 @@ class AnswerDelivery:
     async def _finish(self, record: dict[str, Any], outcome: Outcome, started: float) -> None:
         chat_id, user_id, job_id = record["chat_id"], record["user_id"], record["job_id"]
         if outcome.kind == "done":
-            await self.dialogs.append_exchange(chat_id, user_id, record["session"], record["question"],
-                                               outcome.text)
+            await self.dialogs.append_exchange(
+                chat_id, user_id, record["session"], record["question"], outcome.text
+            )
             self.metrics.reply_latency.observe(time.time() - record["received"])
         label = outcome.kind if outcome.kind != "error" else f"error:{outcome.code}"
         self.metrics.replies.labels(outcome=label).inc()
         await self.access.release(user_id, job_id)
         await self.queue.forget(job_id)
-        log.info("answer %s", label, extra={
-            "job": job_id, "user": self.hash_user(user_id), "chars": len(outcome.text),
-            "finish": outcome.finish or None, "elapsed_ms": int((time.monotonic() - started) * 1000),
-            "since_message_ms": int((time.time() - record["received"]) * 1000)})
+        log.info(
+            "answer %s",
+            label,
+            extra={
+                "job": job_id,
+                "user": self.hash_user(user_id),
+                "chars": len(outcome.text),
+                "finish": outcome.finish or None,
+                "elapsed_ms": int((time.monotonic() - started) * 1000),
+                "since_message_ms": int((time.time() - record["received"]) * 1000),
+            },
+        )

@@ -51,14 +51,21 @@ class DialogStore:
         raw = await self.redis.lrange(keys.dialog(chat_id, user_id), 0, -1)
         return [json.loads(item) for item in raw]
 
-    async def append_exchange(self, chat_id: int, user_id: int, session: str, question: Message,
-                              answer: str) -> bool:
+    async def append_exchange(
+        self, chat_id: int, user_id: int, session: str, question: Message, answer: str
+    ) -> bool:
         """Store a finished question+answer; False when the dialog was reset meanwhile."""
         reply = {"role": "assistant", "content": [{"type": "text", "text": answer}]}
         stored = await self._append(
             keys=[keys.dialog(chat_id, user_id), keys.dialog_session(chat_id, user_id)],
-            args=[session, self.ttl_s, 2 * self.max_turns, json.dumps(question, ensure_ascii=False),
-                  json.dumps(reply, ensure_ascii=False)])
+            args=[
+                session,
+                self.ttl_s,
+                2 * self.max_turns,
+                json.dumps(question, ensure_ascii=False),
+                json.dumps(reply, ensure_ascii=False),
+            ],
+        )
         return bool(stored)
 
     async def reset(self, chat_id: int, user_id: int) -> None:
@@ -75,8 +82,9 @@ class DialogStore:
             await self.redis.ltrim(key, 0, -3)
 
     async def remember_question(self, chat_id: int, user_id: int, question: Message) -> None:
-        await self.redis.set(keys.last_question(chat_id, user_id), json.dumps(question, ensure_ascii=False),
-                             ex=self.ttl_s)
+        await self.redis.set(
+            keys.last_question(chat_id, user_id), json.dumps(question, ensure_ascii=False), ex=self.ttl_s
+        )
 
     async def last_question(self, chat_id: int, user_id: int) -> Message | None:
         raw = await self.redis.get(keys.last_question(chat_id, user_id))
@@ -93,7 +101,9 @@ class DialogStore:
 
     async def keep_images_alive(self, messages: list[Message]) -> list[str]:
         """Refresh the TTL of every image the dialog refers to; returns the keys that are already gone."""
-        image_keys = sorted({part["key"] for m in messages for part in m["content"] if part["type"] == "image"})
+        image_keys = sorted(
+            {part["key"] for m in messages for part in m["content"] if part["type"] == "image"}
+        )
         if not image_keys:
             return []
         async with self.redis.pipeline(transaction=False) as pipe:

@@ -10,9 +10,16 @@ from bot.services.outbox import Outbox, Skipped
 
 
 class MessageChain:
-    def __init__(self, outbox: Outbox, chat_id: int, message_ids: list[int], reply_to: int | None,
-                 thread_id: int | None, on_new_message: Callable[[list[int]], Awaitable[None]],
-                 limit: int = TELEGRAM_TEXT_LIMIT):
+    def __init__(
+        self,
+        outbox: Outbox,
+        chat_id: int,
+        message_ids: list[int],
+        reply_to: int | None,
+        thread_id: int | None,
+        on_new_message: Callable[[list[int]], Awaitable[None]],
+        limit: int = TELEGRAM_TEXT_LIMIT,
+    ):
         self.outbox = outbox
         self.chat_id = chat_id
         self.message_ids = list(message_ids)
@@ -49,8 +56,9 @@ class MessageChain:
                 return
             # Earlier pieces are complete once a later one exists: deliver them for sure.
             essential = final or index < len(self.message_ids) - 1
-            if not await self.outbox.edit(self.chat_id, self.message_ids[index], piece, markdown=markdown,
-                                          essential=essential):
+            if not await self.outbox.edit(
+                self.chat_id, self.message_ids[index], piece, markdown=markdown, essential=essential
+            ):
                 # the user deleted this message: carry on in a new one rather than lose the answer
                 self.message_ids[index] = await self._send(piece, markdown)
                 await self.on_new_message(self.message_ids)
@@ -61,8 +69,9 @@ class MessageChain:
         self._shown[index] = piece
 
     async def _send(self, piece: str, markdown: bool) -> int:
-        return await self.outbox.send(self.chat_id, piece, markdown=markdown, reply_to=self.reply_to,
-                                      thread_id=self.thread_id)
+        return await self.outbox.send(
+            self.chat_id, piece, markdown=markdown, reply_to=self.reply_to, thread_id=self.thread_id
+        )
 
     async def _drop_extra(self, keep: int) -> None:
         """A restarted generation may end shorter than what was shown: remove the messages left over."""

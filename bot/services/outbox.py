@@ -45,8 +45,14 @@ class Skipped(Exception):
 
 
 class Outbox:
-    def __init__(self, bot: Bot, metrics: BotMetrics, private_interval_s: float, group_interval_s: float,
-                 edits_per_second: float):
+    def __init__(
+        self,
+        bot: Bot,
+        metrics: BotMetrics,
+        private_interval_s: float,
+        group_interval_s: float,
+        edits_per_second: float,
+    ):
         self.bot = bot
         self.metrics = metrics
         self.private_interval_s = private_interval_s
@@ -62,14 +68,26 @@ class Outbox:
 
     # --- public ---------------------------------------------------------------------------------------------
 
-    async def send(self, chat_id: int, text: str, *, reply_to: int | None = None, markdown: bool = False,
-                   thread_id: int | None = None) -> int:
+    async def send(
+        self,
+        chat_id: int,
+        text: str,
+        *,
+        reply_to: int | None = None,
+        markdown: bool = False,
+        thread_id: int | None = None,
+    ) -> int:
         """Send a message (interface HTML, or model markdown when `markdown`); returns its message_id."""
         reply = ReplyParameters(message_id=reply_to, allow_sending_without_reply=True) if reply_to else None
 
         async def attempt(body: str, parse_mode: str | None) -> int:
-            message = await self.bot.send_message(chat_id=chat_id, text=body, parse_mode=parse_mode,
-                                                  reply_parameters=reply, message_thread_id=thread_id)
+            message = await self.bot.send_message(
+                chat_id=chat_id,
+                text=body,
+                parse_mode=parse_mode,
+                reply_parameters=reply,
+                message_thread_id=thread_id,
+            )
             return message.message_id
 
         return await self._with_fallback(chat_id, text, markdown, attempt, essential=True)
@@ -83,16 +101,18 @@ class Outbox:
             log.info("chat is gone; reply dropped")
             return None
 
-    async def edit(self, chat_id: int, message_id: int, text: str, *, markdown: bool = False,
-                   essential: bool = True) -> bool:
+    async def edit(
+        self, chat_id: int, message_id: int, text: str, *, markdown: bool = False, essential: bool = True
+    ) -> bool:
         """Edit a message. False when it no longer exists (deleted by the user): the caller sends anew.
         A non-essential edit raises Skipped when pacing or flood control holds it back."""
         if not essential:
             self._take_edit_slot(chat_id)
 
         async def attempt(body: str, parse_mode: str | None) -> bool:
-            await self.bot.edit_message_text(chat_id=chat_id, message_id=message_id, text=body,
-                                             parse_mode=parse_mode)
+            await self.bot.edit_message_text(
+                chat_id=chat_id, message_id=message_id, text=body, parse_mode=parse_mode
+            )
             return True
 
         try:
@@ -107,8 +127,11 @@ class Outbox:
 
     async def delete(self, chat_id: int, message_id: int) -> None:
         try:
-            await self._call(chat_id, lambda: self.bot.delete_message(chat_id=chat_id, message_id=message_id),
-                             essential=False)
+            await self._call(
+                chat_id,
+                lambda: self.bot.delete_message(chat_id=chat_id, message_id=message_id),
+                essential=False,
+            )
         except (TelegramBadRequest, Skipped):
             pass  # already gone, or too old to delete: harmless
 
@@ -118,7 +141,9 @@ class Outbox:
         now = time.monotonic()
         if now < self._quiet_until.get(chat_id, 0) or now < self._next_edit.get(chat_id, 0):
             raise Skipped
-        self._tokens = min(self.edits_per_second, self._tokens + (now - self._refilled) * self.edits_per_second)
+        self._tokens = min(
+            self.edits_per_second, self._tokens + (now - self._refilled) * self.edits_per_second
+        )
         self._refilled = now
         if self._tokens < 1:
             raise Skipped
@@ -128,13 +153,22 @@ class Outbox:
             self._next_edit = {c: t for c, t in self._next_edit.items() if t > now}
             self._quiet_until = {c: t for c, t in self._quiet_until.items() if t > now}
 
-    async def _with_fallback(self, chat_id: int, text: str, markdown: bool,
-                             attempt: Callable[[str, str | None], Awaitable[T]], essential: bool) -> T:
+    async def _with_fallback(
+        self,
+        chat_id: int,
+        text: str,
+        markdown: bool,
+        attempt: Callable[[str, str | None], Awaitable[T]],
+        essential: bool,
+    ) -> T:
         body = to_html(text) if markdown else text
         try:
             return await self._call(chat_id, lambda: attempt(body, ParseMode.HTML), essential)
         except TelegramBadRequest as exc:
-            if "can't parse entities" not in exc.message.lower() and "unsupported start tag" not in exc.message:
+            if (
+                "can't parse entities" not in exc.message.lower()
+                and "unsupported start tag" not in exc.message
+            ):
                 raise
             log.warning("Telegram refused our HTML, sending plain text: %s", exc.message)
             self.metrics.errors.labels(where="parse_entities").inc()
@@ -153,8 +187,11 @@ class Outbox:
             except TelegramRetryAfter as exc:
                 self.metrics.telegram_retry_after.inc()
                 self._quiet_until[chat_id] = time.monotonic() + exc.retry_after
-                log.info("flood control: chat quiet for %s s", exc.retry_after,
-                         extra={"retry_after": exc.retry_after, "essential": essential})
+                log.info(
+                    "flood control: chat quiet for %s s",
+                    exc.retry_after,
+                    extra={"retry_after": exc.retry_after, "essential": essential},
+                )
                 if not essential:
                     raise Skipped from None
             except TelegramForbiddenError as exc:
@@ -170,4 +207,4 @@ class Outbox:
                 if server_failures > _MAX_SERVER_RETRIES:
                     raise
                 log.warning("Telegram failed (%s), retrying", type(exc).__name__)
-                await asyncio.sleep(min(0.5 * 2 ** server_failures, 10))
+                await asyncio.sleep(min(0.5 * 2**server_failures, 10))

@@ -116,8 +116,9 @@ class JobQueue:
             lag = group.get("lag")  # Redis cannot tell it after an XDEL in the range: count then
             if lag is None:
                 last = _stream_id(group["last-delivered-id"])
-                lag = len(await self.redis.xrange(protocol.JOBS_STREAM, min=f"({last[0]}-{last[1]}",
-                                                  count=10_000))
+                lag = len(
+                    await self.redis.xrange(protocol.JOBS_STREAM, min=f"({last[0]}-{last[1]}", count=10_000)
+                )
             waiting = int(lag)
             running = int(group.get("pending", 0))
         return QueueState(waiting=waiting, running=running, workers=await self.workers_alive(fresh=True))

@@ -8,19 +8,15 @@ admission (a broken image) is refunded: it does not count against the limit.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import re
 import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
 from aiogram import Bot
-from aiogram.exceptions import TelegramAPIError
 from aiogram.types import Message
 
 from bot.i18n import Translator
@@ -29,34 +25,27 @@ from bot.services.access import AccessControl
 from bot.services.delivery import AnswerDelivery
 from bot.services.dialogs import DialogStore
 from bot.services.outbox import ChatGone, Outbox
+from bot.services.pictures import ImageRef, PictureFetcher, TurnProblem
 from bot.services.queue import JobQueue
 from bot.settings import Settings
 from model import protocol
-from model.images import ImageError, ImageLimits, load_image
 
 log = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".avif", ".heic")
-
-
-@dataclass
-class ImageRef:
-    file_id: str
-    file_size: int | None
-
-
-class TurnProblem(Exception):
-    """Something to tell the user instead of answering: an i18n key and its fields."""
-
-    def __init__(self, key: str, **fields: Any):
-        super().__init__(key)
-        self.key = key
-        self.fields = fields
-
 
 class TurnService:
-    def __init__(self, bot: Bot, settings: Settings, access: AccessControl, dialogs: DialogStore, queue: JobQueue,
-                 delivery: AnswerDelivery, outbox: Outbox, metrics: BotMetrics, hash_user: UserHasher):
+    def __init__(
+        self,
+        bot: Bot,
+        settings: Settings,
+        access: AccessControl,
+        dialogs: DialogStore,
+        queue: JobQueue,
+        delivery: AnswerDelivery,
+        outbox: Outbox,
+        metrics: BotMetrics,
+        hash_user: UserHasher,
+    ):
         self.bot = bot
         self.settings = settings
         self.access = access
@@ -66,7 +55,7 @@ class TurnService:
         self.outbox = outbox
         self.metrics = metrics
         self.hash_user = hash_user
-        self.image_limits = ImageLimits(max_bytes=settings.max_file_bytes, max_pixels=settings.max_image_pixels)
+        self.pictures = PictureFetcher(bot, settings, dialogs, metrics)
 
     # --- entry points -----------------------------------------------------------------------------------
 
@@ -84,7 +73,7 @@ class TurnService:
             return
         async with self._released_on_failure(record, t):
             try:
-                parts = [{"type": "image", "key": await self._fetch(image)} for image in images]
+                parts = [{"type": "image", "key": await self.pictures.fetch(image)} for image in images]
             except TurnProblem as problem:
                 log.info("turn refused: %s", problem.key, extra={"user": self.hash_user(first.from_user.id)})
                 await self._give_up(record, t(problem.key, **problem.fields))
@@ -113,9 +102,13 @@ class TurnService:
         try:
             yield
         except Exception:
-            log.exception("turn failed before it was queued", extra={"user": self.hash_user(record["user_id"])})
+            log.exception(
+                "turn failed before it was queued", extra={"user": self.hash_user(record["user_id"])}
+            )
             self.metrics.errors.labels(where="turn").inc()
-            with contextlib.suppress(Exception):  # Redis may be what failed; the record's TTL is the last resort
+            with contextlib.suppress(
+                Exception
+            ):  # Redis may be what failed; the record's TTL is the last resort
                 await self._give_up(record, t("answer.failed"))
 
     # --- steps ------------------------------------------------------------------------------------------
@@ -126,16 +119,16 @@ class TurnService:
         unsupported: str | None = None
         for message in messages:
             if message.photo:
-                images.append(self._pick_photo(message))
+                images.append(self.pictures.from_photo(message))
             elif message.document:
-                images.append(self._image_document(message))
+                images.append(self.pictures.from_document(message))
             elif message.text is None and message.caption is None:
                 unsupported = "unsupported.other"
             if text := (message.text or message.caption or "").strip():
                 texts.append(text)
         reply = messages[0].reply_to_message
         if not images and reply and reply.photo and reply.from_user and reply.from_user.id != self.bot.id:
-            images.append(self._pick_photo(reply))  # "@bot what is this?" in reply to someone's photo
+            images.append(self.pictures.from_photo(reply))  # "@bot what is this?" in reply to someone's photo
         text = await self._without_mention("\n".join(texts))
         if not images and not text:
             raise TurnProblem(unsupported or "empty_turn")
@@ -144,28 +137,6 @@ class TurnService:
         if len(images) > self.settings.max_images_per_turn:
             raise TurnProblem("too_many_images", max_images=self.settings.max_images_per_turn)
         return images, text
-
-    def _pick_photo(self, message: Message) -> ImageRef:
-        """The largest size within our limits (Telegram sends several, smallest first)."""
-        fitting = [size for size in message.photo if (size.file_size or 0) <= self.settings.max_file_bytes
-                   and size.width * size.height <= self.settings.max_image_pixels]
-        if not fitting:
-            raise self._too_large(max(size.file_size or 0 for size in message.photo))
-        best = max(fitting, key=lambda size: size.width * size.height)
-        return ImageRef(best.file_id, best.file_size)
-
-    def _image_document(self, message: Message) -> ImageRef:
-        document = message.document
-        name = (document.file_name or "").lower()
-        if not ((document.mime_type or "").startswith("image/") or name.endswith(IMAGE_EXTENSIONS)):
-            raise TurnProblem("unsupported.file")
-        if (document.file_size or 0) > self.settings.max_file_bytes:
-            raise self._too_large(document.file_size)
-        return ImageRef(document.file_id, document.file_size)
-
-    def _too_large(self, size: int | None) -> TurnProblem:
-        return TurnProblem("file_too_large", size=f"{(size or 0) / 2**20:.1f}",
-                           max_mb=self.settings.max_file_bytes // 2**20)
 
     async def _without_mention(self, text: str) -> str:
         me = await self.bot.me()
@@ -177,16 +148,29 @@ class TurnService:
         """The in-flight record when the turn may go ahead; otherwise tells the user why not."""
         user_id = message.from_user.id
         thread_id = message.message_thread_id if message.is_topic_message else None
-        record = {"job_id": uuid.uuid4().hex, "user_id": user_id, "chat_id": message.chat.id,
-                  "thread_id": thread_id, "reply_to": message.message_id, "lang": t.language,
-                  "received": time.time(), "message_ids": [], "entry_id": None}
+        record = {
+            "job_id": uuid.uuid4().hex,
+            "user_id": user_id,
+            "chat_id": message.chat.id,
+            "thread_id": thread_id,
+            "reply_to": message.message_id,
+            "lang": t.language,
+            "received": time.time(),
+            "message_ids": [],
+            "entry_id": None,
+        }
         ttl = int(self.settings.job_timeout_s) + 600
         admission = await self.access.admit(user_id, record, ttl)
         if admission.ok:
             try:
-                record["message_ids"] = [await self.outbox.send(message.chat.id, t("status.thinking"),
-                                                                reply_to=message.message_id,
-                                                                thread_id=thread_id)]
+                record["message_ids"] = [
+                    await self.outbox.send(
+                        message.chat.id,
+                        t("status.thinking"),
+                        reply_to=message.message_id,
+                        thread_id=thread_id,
+                    )
+                ]
             except ChatGone:
                 await self.access.release(user_id, record["job_id"])
                 await self.access.refund(user_id, record["job_id"])
@@ -197,30 +181,12 @@ class TurnService:
         if admission.verdict == "busy":
             await self._reply(message, t("busy"))
         elif admission.verdict == "limited":
-            await self._reply(message, t("limited", limit=t.limit(*admission.limit),
-                                         wait=t.duration(admission.retry_in_s)))
+            await self._reply(
+                message, t("limited", limit=t.limit(*admission.limit), wait=t.duration(admission.retry_in_s))
+            )
         elif admission.verdict == "banned" and await self.access.should_tell_banned(user_id):
             await self._reply(message, t("banned"))
         return None
-
-    async def _fetch(self, image: ImageRef) -> str:
-        """Download, check that it decodes within our limits, store once by hash. Returns its image key."""
-        try:
-            file = await self.bot.get_file(image.file_id)
-            if (file.file_size or 0) > self.settings.max_file_bytes:
-                raise self._too_large(file.file_size)
-            buffer = await self.bot.download_file(file.file_path, timeout=60)
-            data = buffer.getvalue()
-        except (TelegramAPIError, aiohttp.ClientError, TimeoutError) as exc:
-            log.warning("could not download an image: %s", exc)
-            self.metrics.errors.labels(where="download").inc()
-            raise TurnProblem("download_failed") from exc
-        try:
-            await asyncio.to_thread(load_image, data, self.image_limits)  # decoding is CPU work
-        except ImageError as exc:
-            log.info("image refused: %s", exc)
-            raise TurnProblem(f"image.{exc.code}") from exc
-        return await self.dialogs.store_image(data)
 
     async def _queue(self, record: dict[str, Any], question: dict[str, Any]) -> None:
         chat_id, user_id = record["chat_id"], record["user_id"]
@@ -232,11 +198,15 @@ class TurnService:
             return
         messages = [self._without_images(m, gone) for m in history] + [question]
         if self.settings.system_prompt:
-            messages.insert(0, {"role": "system", "content": [{"type": "text", "text": self.settings.system_prompt}]})
-        job = protocol.new_job(messages, self.settings.generation_params, self.settings.job_timeout_s,
-                               job_id=record["job_id"])
-        record.update(question=question, session=await self.dialogs.session(chat_id, user_id),
-                      deadline=job.deadline)
+            messages.insert(
+                0, {"role": "system", "content": [{"type": "text", "text": self.settings.system_prompt}]}
+            )
+        job = protocol.new_job(
+            messages, self.settings.generation_params, self.settings.job_timeout_s, job_id=record["job_id"]
+        )
+        record.update(
+            question=question, session=await self.dialogs.session(chat_id, user_id), deadline=job.deadline
+        )
         await self.dialogs.remember_question(chat_id, user_id, question)
         record["entry_id"] = await self.queue.submit(job)
         await self.access.update_inflight(record)

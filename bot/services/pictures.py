@@ -1,0 +1,98 @@
+"""Pictures users send: which file to take, and how it becomes an image key in Redis.
+
+The bot downloads files itself (their URLs contain the token and never leave the bot), checks that they
+decode within our limits before anything is queued (so a bad file gets an immediate, clear reply instead of
+a worker error later), and stores the bytes once by content hash, as the wire protocol says.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from aiogram import Bot
+from aiogram.exceptions import TelegramAPIError
+from aiogram.types import Message
+
+from bot.observability import BotMetrics
+from bot.services.dialogs import DialogStore
+from bot.settings import Settings
+from model.images import ImageError, ImageLimits, load_image
+
+log = logging.getLogger(__name__)
+
+# Pictures sent "as a file" often come without a MIME type: the name is the next best hint.
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".avif")
+
+
+class TurnProblem(Exception):
+    """Something to tell the user instead of answering: an i18n key and its fields."""
+
+    def __init__(self, key: str, **fields: Any):
+        super().__init__(key)
+        self.key = key
+        self.fields = fields
+
+
+@dataclass
+class ImageRef:
+    file_id: str
+    file_size: int | None
+
+
+class PictureFetcher:
+    def __init__(self, bot: Bot, settings: Settings, dialogs: DialogStore, metrics: BotMetrics):
+        self.bot = bot
+        self.settings = settings
+        self.dialogs = dialogs
+        self.metrics = metrics
+        self.limits = ImageLimits(max_bytes=settings.max_file_bytes, max_pixels=settings.max_image_pixels)
+
+    def from_photo(self, message: Message) -> ImageRef:
+        """The largest size within our limits (Telegram sends several, smallest first)."""
+        fitting = [
+            size
+            for size in message.photo
+            if (size.file_size or 0) <= self.settings.max_file_bytes
+            and size.width * size.height <= self.settings.max_image_pixels
+        ]
+        if not fitting:
+            raise self._too_large(max(size.file_size or 0 for size in message.photo))
+        best = max(fitting, key=lambda size: size.width * size.height)
+        return ImageRef(best.file_id, best.file_size)
+
+    def from_document(self, message: Message) -> ImageRef:
+        document = message.document
+        name = (document.file_name or "").lower()
+        if not ((document.mime_type or "").startswith("image/") or name.endswith(IMAGE_EXTENSIONS)):
+            raise TurnProblem("unsupported.file")
+        if (document.file_size or 0) > self.settings.max_file_bytes:
+            raise self._too_large(document.file_size)
+        return ImageRef(document.file_id, document.file_size)
+
+    async def fetch(self, image: ImageRef) -> str:
+        """Download, check that it decodes within our limits, store once by hash. Returns its image key."""
+        try:
+            file = await self.bot.get_file(image.file_id)
+            if (file.file_size or 0) > self.settings.max_file_bytes:
+                raise self._too_large(file.file_size)
+            buffer = await self.bot.download_file(file.file_path, timeout=60)
+            data = buffer.getvalue()
+        except (TelegramAPIError, aiohttp.ClientError, TimeoutError) as exc:
+            log.warning("could not download an image: %s", exc)
+            self.metrics.errors.labels(where="download").inc()
+            raise TurnProblem("download_failed") from exc
+        try:
+            await asyncio.to_thread(load_image, data, self.limits)  # decoding is CPU work: off the loop
+        except ImageError as exc:
+            log.info("image refused: %s", exc)
+            raise TurnProblem(f"image.{exc.code}") from exc
+        return await self.dialogs.store_image(data)
+
+    def _too_large(self, size: int | None) -> TurnProblem:
+        return TurnProblem(
+            "file_too_large", size=f"{(size or 0) / 2**20:.1f}", max_mb=self.settings.max_file_bytes // 2**20
+        )
