@@ -5,7 +5,7 @@ import signal
 from model import protocol
 from tests.worker_helpers import events, start_worker_process, submit, wait_for, wait_ready
 
-LONG = {"max_new_tokens": 1500}
+LONG = {"max_new_tokens": 1900}
 
 
 def stop(proc, sig=signal.SIGTERM, timeout=60):
@@ -20,7 +20,7 @@ def test_kill_9_mid_generation_second_worker_finishes_every_job(redis_url, redis
     try:
         wait_ready(redis_client, "w-a", a)
         jobs = [submit(redis_client, [{"role": "user", "content": f"story {i}"}], LONG) for i in range(4)]
-        wait_for(lambda: all(redis_client.xlen(j.reply) >= 2 for j in jobs), timeout=60)
+        wait_for(lambda: all(redis_client.xlen(j.reply) >= 2 for j in jobs), timeout=120)
         a.kill()
         a.wait(10)
         assert redis_client.xpending(protocol.JOBS_STREAM, protocol.GROUP)["pending"] == 4

@@ -85,7 +85,7 @@ def start_worker_process(redis_url: str, name: str, **env) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def wait_ready(client: redis.Redis, name: str, proc: subprocess.Popen, timeout: float = 60.0) -> None:
+def wait_ready(client: redis.Redis, name: str, proc: subprocess.Popen, timeout: float = 180.0) -> None:
     def ready():
         if proc.poll() is not None:
             raise AssertionError(f"worker exited early:\n{proc.stdout.read()}")
