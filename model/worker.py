@@ -88,25 +88,60 @@ class Worker:
         if install_signals:  # only possible in the main thread; tests run workers in threads
             signal.signal(signal.SIGTERM, self.request_stop)
             signal.signal(signal.SIGINT, self.request_stop)
-        self.queue.ensure_group()
         server = self.metrics.serve(self.settings.worker_metrics_port) if self.settings.worker_metrics_port else None
         log.info("worker %s ready (preset %s, device %s)", self.settings.worker_name, self.model.config.preset,
                  self.model.device)
         try:
-            self._housekeeping()  # heartbeat at once: the bot tells users whether a model is online
-            self._take(self.queue.read_own_pending(self.settings.worker_max_batch))
+            self._connect()
             while not (self.stopping and (not self.active and not self.waiting
                                           or time.monotonic() > self.drain_deadline)):
-                self.loop_once()
+                try:
+                    self.loop_once()
+                except (redis.ConnectionError, redis.TimeoutError) as exc:
+                    self._reconnect(exc)
+                except redis.ResponseError as exc:
+                    if "NOGROUP" not in str(exc):
+                        raise
+                    self._reconnect(exc)  # Redis came back without its data: the group must be made again
         finally:
-            left = [a.delivery.entry_id for a in [*self.active.values(), *self.waiting]]
+            self._leave()
+            if server:
+                server[0].shutdown()
+        return 0
+
+    def _connect(self) -> None:
+        self.queue.ensure_group()
+        self._housekeeping()  # heartbeat at once: the bot tells users whether a model is online
+        self._take(self.queue.read_own_pending(self.settings.worker_max_batch))
+
+    def _reconnect(self, exc: Exception) -> None:
+        """Redis went away. Jobs in flight stay in our pending list (if Redis kept its data) and are re-run,
+        with a `restart` event, once we are back: drop their state here rather than guess what was written."""
+        log.warning("lost Redis (%s): dropping %d jobs in flight, reconnecting", exc,
+                    len(self.active) + len(self.waiting))
+        self.active.clear()
+        self.waiting.clear()
+        self.engine = BatchGenerator(self.model)
+        delay = 0.2
+        while not self.stopping:
+            time.sleep(delay)
+            try:
+                self._connect()
+                log.info("Redis is back")
+                return
+            except (redis.ConnectionError, redis.TimeoutError):
+                delay = min(delay * 2, 5.0)
+
+    def _leave(self) -> None:
+        left = [a.delivery.entry_id for a in [*self.active.values(), *self.waiting]]
+        try:
             if left:
                 log.info("handing back %d unfinished jobs", len(left))
                 self.queue.hand_back(left)
             self.queue.clear_heartbeat()
-            if server:
-                server[0].shutdown()
-        return 0
+        except (redis.ConnectionError, redis.TimeoutError):
+            log.warning("Redis unreachable while stopping: %d jobs stay pending until the visibility timeout",
+                        len(left))
 
     def loop_once(self) -> None:
         free = self.settings.worker_max_batch - len(self.active) - len(self.waiting)
