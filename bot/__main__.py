@@ -10,9 +10,8 @@ import signal
 from aiogram import Bot, Dispatcher
 from aiogram.webhook.aiohttp_server import SimpleRequestHandler, setup_application
 from aiohttp import web
-from redis.asyncio import Redis
 
-from bot.app import create_bot, create_dispatcher
+from bot.app import create_bot, create_dispatcher, create_redis
 from bot.observability import setup_logging
 from bot.settings import Settings
 
@@ -60,7 +59,7 @@ async def main() -> None:
     settings = Settings()
     setup_logging(settings.log_level, settings.log_format, settings.bot_token.get_secret_value())
     bot = create_bot(settings)
-    dp = create_dispatcher(settings, bot, Redis.from_url(settings.redis_url))
+    dp = create_dispatcher(settings, bot, create_redis(settings))
     if settings.webhook_url:
         await run_webhook(settings, bot, dp)
     else:

@@ -15,7 +15,7 @@ from aiogram.client.telegram import TelegramAPIServer
 from aiogram.enums import ParseMode
 from aiogram.types import ErrorEvent
 from aiohttp import web
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 
 from bot.handlers import admin, chat, commands
 from bot.i18n import Translator, pick_language
@@ -30,6 +30,7 @@ from bot.services.delivery import AnswerDelivery
 from bot.services.dialogs import DialogStore
 from bot.services.outbox import Outbox
 from bot.services.queue import JobQueue
+from bot.services.replies import ReplyReader
 from bot.services.turns import TurnService
 from bot.settings import Settings
 
@@ -47,14 +48,31 @@ def create_bot(settings: Settings) -> Bot:
     )
 
 
+def create_redis(settings: Settings) -> Redis:
+    """A pool that makes callers wait for a free connection rather than fail: a burst of updates (each
+    handler makes a few quick calls) must queue, not turn into "Too many connections" errors."""
+    pool = BlockingConnectionPool.from_url(
+        settings.redis_url, max_connections=settings.redis_max_connections, timeout=30
+    )
+    return Redis(connection_pool=pool)
+
+
 class Lifecycle:
     """What runs beside the handlers: menus and resumed answers on start, the metrics endpoint; and the
     order things stop in."""
 
-    def __init__(self, settings: Settings, redis: Redis, delivery: AnswerDelivery, metrics: BotMetrics):
+    def __init__(
+        self,
+        settings: Settings,
+        redis: Redis,
+        delivery: AnswerDelivery,
+        replies: ReplyReader,
+        metrics: BotMetrics,
+    ):
         self.settings = settings
         self.redis = redis
         self.delivery = delivery
+        self.replies = replies
         self.metrics = metrics
         self._metrics_runner: web.AppRunner | None = None
 
@@ -72,6 +90,7 @@ class Lifecycle:
 
     async def shutdown(self) -> None:
         await self.delivery.close()  # answers in flight stay in Redis and resume on the next start
+        await self.replies.close()
         if self._metrics_runner:
             await self._metrics_runner.cleanup()
         await self.redis.aclose()
@@ -86,16 +105,17 @@ def create_dispatcher(settings: Settings, bot: Bot, redis: Redis) -> Dispatcher:
         metrics,
         settings.edit_interval_private_s,
         settings.edit_interval_group_s,
-        settings.max_edits_per_second,
+        settings.max_messages_per_second,
     )
     access = AccessControl(redis, settings.default_limit, settings.admin_ids)
     dialogs = DialogStore(redis, settings.dialog_max_turns, settings.dialog_ttl_s, settings.image_ttl_s)
     queue = JobQueue(redis)
+    replies = ReplyReader(redis)
     delivery = AnswerDelivery(
-        bot, access, queue, dialogs, outbox, metrics, hash_user, settings.message_max_chars
+        bot, access, queue, dialogs, outbox, metrics, hash_user, replies, settings.message_max_chars
     )
     turns = TurnService(bot, settings, access, dialogs, queue, delivery, outbox, metrics, hash_user)
-    lifecycle = Lifecycle(settings, redis, delivery, metrics)
+    lifecycle = Lifecycle(settings, redis, delivery, replies, metrics)
 
     dp = Dispatcher(
         settings=settings,

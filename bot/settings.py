@@ -30,6 +30,7 @@ class Settings(BaseSettings):
     bot_token: SecretStr
     telegram_api_url: str | None = None  # a self-hosted telegram-bot-api or the local playground server
     redis_url: str = "redis://localhost:6379/0"
+    redis_max_connections: int = Field(100, ge=4)  # beyond it, Redis calls wait for a free connection
     admin_ids: Annotated[frozenset[int], NoDecode] = frozenset()
 
     # --- conversation -----------------------------------------------------------------------------------
@@ -53,9 +54,8 @@ class Settings(BaseSettings):
     edit_interval_private_s: float = Field(1.0, ge=0)  # Telegram: about one message per second per chat
     edit_interval_group_s: float = Field(3.0, ge=0)  # and 20 per minute in a group
     message_max_chars: int = Field(4096, ge=100, le=4096)  # longer answers continue in further messages
-    max_edits_per_second: float = Field(
-        25, gt=0
-    )  # under Telegram's ~30/s for the whole bot; finals bypass it
+    # Sends and edits per second for the whole bot, under Telegram's ~30/s: finals wait, progress edits skip.
+    max_messages_per_second: float = Field(25, gt=0)
 
     # --- running --------------------------------------------------------------------------------------------
     webhook_url: str | None = None  # public https URL Telegram posts to; unset = long polling

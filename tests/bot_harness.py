@@ -20,7 +20,7 @@ import redis
 from PIL import Image
 from redis.asyncio import Redis
 
-from bot.app import create_bot, create_dispatcher
+from bot.app import create_bot, create_dispatcher, create_redis
 from bot.local_api import LocalBotAPI
 from bot.settings import Settings
 from model import protocol
@@ -67,7 +67,7 @@ class BotUnderTest:
         self.server = server
         self.settings = Settings(_env_file=None, **values)
         self.bot = create_bot(self.settings)
-        self.redis = Redis.from_url(redis_url)
+        self.redis = create_redis(self.settings)
         self.dp = create_dispatcher(self.settings, self.bot, self.redis)
         self._offset = 0
         self._polling: asyncio.Task | None = None

@@ -242,3 +242,22 @@ async def test_bot_restart_mid_answer_resumes_the_same_message(telegram, redis_u
     [answer] = telegram.bot_messages(user.id)
     assert answer.text == "".join(f"p{i} " for i in range(40)).strip()
     assert len(await second.dialogs.messages(user.id, user.id)) == 2
+
+
+async def test_group_answers_are_edited_at_most_every_three_seconds(harness, telegram, redis_url):
+    async with ScriptedWorker(redis_url, lambda job: stream(*[f"g{i} " for i in range(40)], pause=0.1)):
+        ann = await telegram.create_user(language_code="en")
+        group = await telegram.create_group("Team", [ann.id])
+        await telegram.send_text(ann.id, "@omni_test_bot tell me", chat_id=group.id)
+        await harness.pump()
+        await harness.finish_answers()
+    edits = [
+        r.at
+        for r in telegram.call_log
+        if r.chat_id == group.id and r.method == "editMessageText" and r.status == 200
+    ]
+    assert len(edits) >= 2
+    assert all(
+        b - a >= 2.9 for a, b in zip(edits[:-2], edits[1:-1], strict=True)
+    )  # the final one may be sooner
+    assert telegram.bot_messages(group.id)[0].text.startswith("g0 g1")

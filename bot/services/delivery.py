@@ -26,6 +26,7 @@ from bot.services.dialogs import DialogStore
 from bot.services.message_chain import MessageChain
 from bot.services.outbox import ChatGone, Outbox
 from bot.services.queue import JobQueue
+from bot.services.replies import ReplyReader, Subscription
 from model import protocol
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,11 @@ DEADLINE_GRACE_S = 30.0  # a live worker answers `expired` itself; give it time 
 STALL_S = 120.0  # past the deadline, a taken job with no event for this long is given up
 CANCEL_WAIT_S = 15.0  # how long a worker may take to acknowledge /cancel
 AHEAD_CAP = 100  # queue positions beyond this show as "100+": counting further costs and tells nothing
+
+
+@dataclass
+class _CancelWatch:
+    seen_at: float | None = None  # when /cancel was first noticed
 
 
 @dataclass
@@ -55,9 +61,11 @@ class AnswerDelivery:
         outbox: Outbox,
         metrics: BotMetrics,
         hash_user: UserHasher,
+        replies: ReplyReader,
         message_limit: int = TELEGRAM_TEXT_LIMIT,
     ):
         self.bot = bot
+        self.replies = replies
         self.message_limit = message_limit
         self.access = access
         self.queue = queue
@@ -157,24 +165,22 @@ class AnswerDelivery:
         await self._finish(record, outcome, started)
 
     async def _follow(self, record: dict[str, Any], chain: MessageChain, t: Translator) -> Outcome:
-        job_id, entry_id = record["job_id"], record["entry_id"]
-        reply_stream = protocol.reply_key(job_id)
-        deadline = record["deadline"]
-        text, after, dirty = "", "0-0", False
+        subscription = self.replies.subscribe(protocol.reply_key(record["job_id"]))
+        try:
+            return await self._follow_events(record, chain, t, subscription)
+        finally:
+            self.replies.unsubscribe(subscription)
+
+    async def _follow_events(
+        self, record: dict[str, Any], chain: MessageChain, t: Translator, subscription: Subscription
+    ) -> Outcome:
+        text, dirty, taken = "", False, False
         shown_status, next_check = None, 0.0
-        taken = False
-        cancel_seen: float | None = None
         last_event = time.time()
+        watch = _CancelWatch()
         while True:
-            try:
-                events = await self.queue.read(reply_stream, after, block_ms=300 if dirty else 1000)
-            except (RedisConnectionError, RedisTimeoutError) as exc:  # Redis restarting: wait, do not fail
-                log.warning("reading replies failed, retrying: %s", exc, extra={"job": job_id})
-                self.metrics.errors.labels(where="redis").inc()
-                await asyncio.sleep(1.0)
-                continue
-            for entry_id, event in events:
-                after = entry_id
+            events = await subscription.next_events(0.3 if dirty else 1.0)
+            for _, event in events:
                 last_event = time.time()
                 kind = event.get("event")
                 if kind == "delta":
@@ -188,11 +194,13 @@ class AnswerDelivery:
                     return Outcome("done", text=event.get("text", text), finish=event.get("finish", "stop"))
                 elif kind == "error":
                     log.warning(
-                        "worker error %s: %s", event.get("code"), event.get("message"), extra={"job": job_id}
+                        "worker error %s: %s",
+                        event.get("code"),
+                        event.get("message"),
+                        extra={"job": record["job_id"]},
                     )
                     return Outcome("error", text=text, code=event.get("code", "internal"))
-            if events:
-                taken = True
+            taken = taken or bool(events)
             if dirty and text:
                 if record.get("first_text_at") is None:
                     record["first_text_at"] = time.time()
@@ -203,23 +211,40 @@ class AnswerDelivery:
             if now < next_check:
                 continue
             next_check = now + (1.0 if text else STATUS_EVERY_S)
-            ahead = None if taken else await self.queue.ahead_of(entry_id, cap=AHEAD_CAP)
-            taken = ahead is None
-            if not text:
-                status = await self._status(ahead, deadline, t)
-                if status != shown_status and await chain.show(status, markdown=False, final=False):
-                    shown_status = status
-            if await self.queue.cancel_requested(job_id):
-                cancel_seen = cancel_seen or now
-                if not taken or now - cancel_seen > CANCEL_WAIT_S or not await self.queue.workers_alive():
-                    await self.queue.withdraw(entry_id)
-                    return Outcome("cancelled", text=text, finish="cancelled")
-            if now > deadline + DEADLINE_GRACE_S and (not taken or now - last_event > STALL_S):
-                await self.queue.cancel(job_id)
-                if not taken:
-                    await self.queue.withdraw(entry_id)
-                offline = not await self.queue.workers_alive()
-                return Outcome("expired" if offline else "timeout", text=text)
+            try:
+                ahead = None if taken else await self.queue.ahead_of(record["entry_id"], cap=AHEAD_CAP)
+                taken = ahead is None
+                if not text:
+                    status = await self._status(ahead, record["deadline"], t)
+                    if status != shown_status and await chain.show(status, markdown=False, final=False):
+                        shown_status = status
+                ended = await self._check_cancel_and_deadline(record, watch, taken, text, now - last_event)
+            except (RedisConnectionError, RedisTimeoutError) as exc:  # Redis restarting: try again later
+                log.warning("queue lookups failed, retrying: %s", exc, extra={"job": record["job_id"]})
+                self.metrics.errors.labels(where="redis").inc()
+                continue
+            if ended:
+                return ended
+
+    async def _check_cancel_and_deadline(
+        self, record: dict[str, Any], watch: _CancelWatch, taken: bool, text: str, quiet_s: float
+    ) -> Outcome | None:
+        """An outcome when the bot must end the answer itself: /cancel on a job no worker is running (or one
+        that does not acknowledge it), or a deadline long past with no worker showing life."""
+        now = time.time()
+        if await self.queue.cancel_requested(record["job_id"]):
+            watch.seen_at = watch.seen_at or now
+            waited = now - watch.seen_at > CANCEL_WAIT_S
+            if not taken or waited or not await self.queue.workers_alive():
+                await self.queue.withdraw(record["entry_id"])
+                return Outcome("cancelled", text=text, finish="cancelled")
+        if now > record["deadline"] + DEADLINE_GRACE_S and (not taken or quiet_s > STALL_S):
+            await self.queue.cancel(record["job_id"])
+            if not taken:
+                await self.queue.withdraw(record["entry_id"])
+            offline = not await self.queue.workers_alive()
+            return Outcome("expired" if offline else "timeout", text=text)
+        return None
 
     async def _status(self, ahead: int | None, deadline: float, t: Translator) -> str:
         if ahead is None:

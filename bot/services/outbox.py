@@ -1,7 +1,8 @@
 """Every message the bot sends or edits goes through here, so Telegram's rules are handled in one place.
 
-- Pacing: progress edits ("essential=False") are spaced per chat (1 s private, 3 s groups) and capped for
-  the whole bot; when over budget they are skipped, because the next edit carries the same text anyway.
+- Pacing: progress edits ("essential=False") are spaced per chat (1 s private, 3 s groups); all sends and
+  edits share one budget for the whole bot. Over budget, progress edits are skipped (the next one carries the
+  same text anyway) and essential calls wait their turn, so a burst of users does not earn a burst of 429s.
 - 429: the chat is left alone for `retry_after`; an essential call (a final answer, a reply to a command)
   waits that long and is delivered, a progress edit is dropped. No 429 storms, no lost answers.
 - "message is not modified" is success; "can't parse entities" resends as plain text; a reply to a deleted
@@ -44,6 +45,41 @@ class Skipped(Exception):
     """A progress edit was not sent (pacing or flood control); the next one will carry the text."""
 
 
+class CallBudget:
+    """A token bucket for the whole bot's sends and edits (Telegram allows about 30 a second). Essential calls
+    wait for a token; progress edits take one only while a reserve is left, so they never delay a final
+    answer or a reply to a command."""
+
+    BURST = 0.2  # bucket size as a share of a second's budget: any one second sees at most 1.2 x per_second
+    RESERVE = 0.5  # share of the bucket progress edits leave for essential calls
+
+    def __init__(self, per_second: float):
+        self.per_second = per_second
+        self.capacity = max(1.0, self.BURST * per_second)
+        self.tokens = self.capacity
+        self._updated = time.monotonic()
+
+    def _refill(self) -> None:
+        now = time.monotonic()
+        self.tokens = min(self.capacity, self.tokens + (now - self._updated) * self.per_second)
+        self._updated = now
+
+    def try_take(self) -> bool:
+        self._refill()
+        if self.tokens < 1 + self.RESERVE * self.capacity:
+            return False
+        self.tokens -= 1
+        return True
+
+    async def take(self) -> None:
+        while True:
+            self._refill()
+            if self.tokens >= 1:
+                self.tokens -= 1
+                return
+            await asyncio.sleep((1 - self.tokens) / self.per_second)
+
+
 class Outbox:
     def __init__(
         self,
@@ -51,17 +87,15 @@ class Outbox:
         metrics: BotMetrics,
         private_interval_s: float,
         group_interval_s: float,
-        edits_per_second: float,
+        messages_per_second: float,
     ):
         self.bot = bot
         self.metrics = metrics
         self.private_interval_s = private_interval_s
         self.group_interval_s = group_interval_s
-        self.edits_per_second = edits_per_second
+        self.budget = CallBudget(messages_per_second)
         self._quiet_until: dict[int, float] = {}  # chat -> monotonic time before which we do not call
         self._next_edit: dict[int, float] = {}  # chat -> earliest next progress edit
-        self._tokens = edits_per_second
-        self._refilled = time.monotonic()
 
     def edit_interval(self, chat_id: int) -> float:
         return self.private_interval_s if chat_id > 0 else self.group_interval_s
@@ -141,13 +175,8 @@ class Outbox:
         now = time.monotonic()
         if now < self._quiet_until.get(chat_id, 0) or now < self._next_edit.get(chat_id, 0):
             raise Skipped
-        self._tokens = min(
-            self.edits_per_second, self._tokens + (now - self._refilled) * self.edits_per_second
-        )
-        self._refilled = now
-        if self._tokens < 1:
+        if not self.budget.try_take():
             raise Skipped
-        self._tokens -= 1
         self._next_edit[chat_id] = now + self.edit_interval(chat_id)
         if len(self._next_edit) > 10_000:  # forget chats that are long quiet
             self._next_edit = {c: t for c, t in self._next_edit.items() if t > now}
@@ -182,6 +211,8 @@ class Outbox:
                 if not essential:
                     raise Skipped
                 await asyncio.sleep(wait)
+            if essential:
+                await self.budget.take()
             try:
                 return await make()
             except TelegramRetryAfter as exc:

@@ -43,14 +43,6 @@ class JobQueue:
         entry_id = await self.redis.xadd(protocol.JOBS_STREAM, {"job": job.to_json()})
         return entry_id.decode()
 
-    async def read(self, reply_stream: str, after: str, block_ms: int) -> list[tuple[str, dict[str, Any]]]:
-        """Reply events after entry `after` ('0-0' = from the start), waiting up to block_ms for the first."""
-        found = await self.redis.xread({reply_stream: after}, block=max(1, block_ms), count=500)
-        if not found:
-            return []
-        _, entries = found[0]
-        return [(entry_id.decode(), protocol.decode_event(fields)) for entry_id, fields in entries]
-
     async def cancel(self, job_id: str) -> None:
         await self.redis.set(protocol.cancel_key(job_id), 1, ex=_CANCEL_TTL_S)
 
