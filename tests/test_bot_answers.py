@@ -261,3 +261,13 @@ async def test_group_answers_are_edited_at_most_every_three_seconds(harness, tel
         b - a >= 2.9 for a, b in zip(edits[:-2], edits[1:-1], strict=True)
     )  # the final one may be sooner
     assert telegram.bot_messages(group.id)[0].text.startswith("g0 g1")
+
+
+async def test_cancel_of_a_queued_turn_withdraws_it_at_once(harness, telegram):
+    user = await telegram.create_user(language_code="en")  # no worker: the job waits in the stream
+    await ask(harness, telegram, user.id)
+    assert await harness.redis.xlen(protocol.JOBS_STREAM) == 1
+    await ask(harness, telegram, user.id, "/cancel")
+    await harness.finish_answers(within_s=5)
+    assert telegram.bot_messages(user.id)[0].text == "⏹ Stopped."
+    assert await harness.redis.xlen(protocol.JOBS_STREAM) == 0  # no worker will ever spend time on it
