@@ -62,9 +62,8 @@ class Settings(BaseSettings):
     webhook_path: str = "/webhook"
     webhook_host: str = "0.0.0.0"
     webhook_port: int = 8080
-    webhook_secret: SecretStr | None = (
-        None  # checked against X-Telegram-Bot-Api-Secret-Token; random if unset
-    )
+    # Checked against the X-Telegram-Bot-Api-Secret-Token header; random on each start if unset.
+    webhook_secret: SecretStr | None = None
     metrics_port: int | None = 9101  # Prometheus /metrics; 0 or empty disables it
     metrics_host: str = "0.0.0.0"
     log_level: str = "INFO"

@@ -102,7 +102,12 @@ class AnswerDelivery:
                 self.start(record)
                 resumed += 1
             else:  # the bot stopped between admitting the turn and queueing it: the job never existed
-                await self._abandon(record)
+                try:
+                    await self._abandon(record)
+                except Exception:  # one odd record must not keep the bot from starting
+                    log.warning(
+                        "could not abandon a stale turn", exc_info=True, extra={"job": record["job_id"]}
+                    )
         if resumed:
             log.info("resumed %d answers in flight", resumed)
         return resumed

@@ -106,9 +106,8 @@ class TurnService:
                 "turn failed before it was queued", extra={"user": self.hash_user(record["user_id"])}
             )
             self.metrics.errors.labels(where="turn").inc()
-            with contextlib.suppress(
-                Exception
-            ):  # Redis may be what failed; the record's TTL is the last resort
+            # Redis may be what failed; the in-flight record's TTL is then the last resort.
+            with contextlib.suppress(Exception):
                 await self._give_up(record, t("answer.failed"))
 
     # --- steps ------------------------------------------------------------------------------------------
