@@ -120,8 +120,15 @@ class JobQueue:
             for event in events:
                 pipe.xadd(reply, event)
             pipe.expire(reply, self.reply_ttl_s)
-        pipe.xack(protocol.JOBS_STREAM, protocol.GROUP, entry_id)
+        self._ack(pipe, entry_id)
         pipe.execute()
+
+    @staticmethod
+    def _ack(pipe, entry_id: str) -> None:
+        """Ack and delete: an answered job has no further use in the stream, which would otherwise grow forever
+        (the dead-letter stream keeps its own copy of the jobs it sets aside)."""
+        pipe.xack(protocol.JOBS_STREAM, protocol.GROUP, entry_id)
+        pipe.xdel(protocol.JOBS_STREAM, entry_id)
 
     def dead_letter(self, delivery: Delivery, reply: str | None, reason: str) -> None:
         pipe = self.r.pipeline(transaction=True)
@@ -131,7 +138,7 @@ class JobQueue:
         if reply:
             pipe.xadd(reply, protocol.error_event("dead_letter", reason))
             pipe.expire(reply, self.reply_ttl_s)
-        pipe.xack(protocol.JOBS_STREAM, protocol.GROUP, delivery.entry_id)
+        self._ack(pipe, delivery.entry_id)
         pipe.execute()
 
     # --- side channels ------------------------------------------------------------------------------------

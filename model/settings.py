@@ -5,8 +5,12 @@ from __future__ import annotations
 import os
 import socket
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_name() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
 
 
 class WorkerSettings(BaseSettings):
@@ -20,7 +24,7 @@ class WorkerSettings(BaseSettings):
     device: str = "auto"
 
     # Serving.
-    worker_name: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    worker_name: str = Field(default_factory=lambda: _default_name())
     worker_max_batch: int = Field(16, ge=1, description="requests decoded together")
     worker_max_tokens_in_flight: int = Field(32768, ge=64, description="prompt + answer tokens held in the KV cache")
     worker_max_input_tokens: int = Field(3072, ge=64, description="dialogs are trimmed (oldest turns first) to this")
@@ -39,3 +43,13 @@ class WorkerSettings(BaseSettings):
     worker_drain_timeout_s: float = Field(30.0, ge=0, description="on SIGTERM, time to finish jobs in flight")
     worker_heartbeat_ttl_s: int = Field(15, ge=2)
     worker_metrics_port: int = Field(0, ge=0, le=65535, description="Prometheus /metrics port; 0 = off")
+
+    @field_validator("model_path", mode="before")
+    @classmethod
+    def _empty_path_is_none(cls, value):
+        return value or None  # MODEL_PATH= in a copied .env.example means "no path"
+
+    @field_validator("worker_name", mode="before")
+    @classmethod
+    def _empty_name_is_default(cls, value):
+        return value or _default_name()

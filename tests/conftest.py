@@ -17,7 +17,7 @@ REDIS_PORT = int(os.environ.get("TEST_REDIS_PORT", "6379"))
 _LOCK = "omnifusion-test:db-lock:{}"
 
 
-def _acquire_db(timeout_s: float = 120.0) -> int:
+def acquire_db(timeout_s: float = 120.0) -> int:
     admin = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=0)
     try:
         admin.ping()
@@ -33,7 +33,7 @@ def _acquire_db(timeout_s: float = 120.0) -> int:
     pytest.fail("no free Redis test database within 120 s")
 
 
-def _release_db(db: int) -> None:
+def release_db(db: int) -> None:
     redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=db).flushdb()
     redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=0).delete(_LOCK.format(db))
 
@@ -41,11 +41,11 @@ def _release_db(db: int) -> None:
 @pytest.fixture
 def redis_url():
     """URL of an empty Redis database that belongs to this test alone."""
-    db = _acquire_db()
+    db = acquire_db()
     try:
         yield f"redis://{REDIS_HOST}:{REDIS_PORT}/{db}"
     finally:
-        _release_db(db)
+        release_db(db)
 
 
 @pytest.fixture

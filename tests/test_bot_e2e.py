@@ -16,7 +16,7 @@ from bot.formatting import clean, has_visible_text, split_markdown, to_html, utf
 from bot.local_api.formatting import format_text
 from model import protocol
 from tests.bot_harness import ADMIN_ID, BotUnderTest, RealWorker, png, wait_until
-from tests.conftest import _acquire_db, _release_db
+from tests.conftest import acquire_db, release_db
 
 pytest_plugins = ["tests.bot_fixtures"]
 pytestmark = pytest.mark.slow
@@ -26,9 +26,9 @@ _user_ids = itertools.count(810_000_001)
 
 @pytest.fixture(scope="module")
 def e2e_redis_url():
-    db = _acquire_db()
+    db = acquire_db()
     yield f"redis://127.0.0.1:6379/{db}"
-    _release_db(db)
+    release_db(db)
 
 
 @pytest.fixture(scope="module")

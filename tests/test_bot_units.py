@@ -6,7 +6,6 @@ import json
 import logging
 import re
 import string
-from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
@@ -107,20 +106,6 @@ def test_settings_from_environment(monkeypatch):
     assert settings.default_limit == (7, 86400)
     assert TOKEN not in repr(settings) and TOKEN not in str(settings.model_dump())
     assert settings.image_ttl_s > settings.dialog_ttl_s  # images outlive the dialogs that use them
-
-
-def test_env_example_lists_every_setting_with_its_default(monkeypatch):
-    example = Path(__file__).parents[1] / "docs" / "env.bot.example"
-    listed = {
-        line.split("=")[0] for line in example.read_text().splitlines() if "=" in line and line[0] != "#"
-    }
-    assert {name.upper() for name in Settings.model_fields} <= listed
-    for name in listed:
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("BOT_TOKEN", TOKEN)  # the one value the example leaves empty
-    from_example = Settings(_env_file=example)
-    defaults = Settings(_env_file=None)
-    assert from_example.model_dump() == defaults.model_dump()
 
 
 def test_settings_refuse_bad_values(monkeypatch):

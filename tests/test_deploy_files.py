@@ -31,13 +31,8 @@ def compose() -> dict:
 
 
 def documented_variables() -> tuple[set[str], str]:
-    """Names assigned in .env.example (commented-out examples count). Until the lead's .env.example lands,
-    the bot's list (docs/env.bot.example) and the worker's settings class stand in for it."""
-    example = ROOT / ".env.example"
-    if example.exists():
-        return set(_ASSIGNMENT.findall(example.read_text())), ".env.example"
-    bot_doc = (ROOT / "docs" / "env.bot.example").read_text()
-    return set(_ASSIGNMENT.findall(bot_doc)) | WORKER_VARIABLES, "docs/env.bot.example + WorkerSettings"
+    """Names assigned in .env.example (commented-out examples count)."""
+    return set(_ASSIGNMENT.findall((ROOT / ".env.example").read_text())), ".env.example"
 
 
 def environment_of(service: dict) -> dict[str, str]:

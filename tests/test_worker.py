@@ -37,6 +37,7 @@ def test_round_trip_streams_deltas_that_add_up(redis_url, redis_client, model):
     assert len(deltas) >= 2 and "".join(e["text"] for e in deltas) == done["text"]
     assert 0 < redis_client.ttl(job.reply) <= 3600
     assert redis_client.xpending(protocol.JOBS_STREAM, protocol.GROUP)["pending"] == 0  # acked
+    assert redis_client.xlen(protocol.JOBS_STREAM) == 0  # and gone: the stream does not grow forever
 
 
 def test_deltas_are_coalesced(redis_url, redis_client, model):
