@@ -26,6 +26,14 @@ class Delivery:
     deliveries: int  # how many times the group has handed this entry out, this one included
 
 
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _ms(entry_id: str) -> int:
+    return int(entry_id.split("-")[0])
+
+
 class JobQueue:
     def __init__(self, client: redis.Redis, consumer: str, reply_ttl_s: int, max_deliveries: int):
         self.r = client
@@ -125,10 +133,19 @@ class JobQueue:
 
     @staticmethod
     def _ack(pipe, entry_id: str) -> None:
-        """Ack and delete: an answered job has no further use in the stream, which would otherwise grow forever
-        (the dead-letter stream keeps its own copy of the jobs it sets aside)."""
         pipe.xack(protocol.JOBS_STREAM, protocol.GROUP, entry_id)
-        pipe.xdel(protocol.JOBS_STREAM, entry_id)
+
+    def trim(self, keep_s: float) -> int:
+        """Drop answered jobs older than `keep_s` so the stream does not grow forever. Never an entry that is
+        pending on a worker or not yet delivered: the cut is below the oldest of those."""
+        cut = int((time.time() - keep_s) * 1000)
+        for group in self.r.xinfo_groups(protocol.JOBS_STREAM):
+            if _text(group["name"]) == protocol.GROUP:
+                cut = min(cut, _ms(_text(group["last-delivered-id"])) + 1)
+        oldest = self.r.xpending(protocol.JOBS_STREAM, protocol.GROUP).get("min")
+        if oldest:
+            cut = min(cut, _ms(_text(oldest)))
+        return self.r.xtrim(protocol.JOBS_STREAM, minid=f"{cut}-0", approximate=False)
 
     def dead_letter(self, delivery: Delivery, reply: str | None, reason: str) -> None:
         pipe = self.r.pipeline(transaction=True)
@@ -158,7 +175,6 @@ class JobQueue:
     def queue_depth(self) -> int:
         """Jobs not yet handed to any worker (the group's lag) plus jobs pending on workers."""
         for group in self.r.xinfo_groups(protocol.JOBS_STREAM):
-            name = group["name"].decode() if isinstance(group["name"], bytes) else group["name"]
-            if name == protocol.GROUP:
+            if _text(group["name"]) == protocol.GROUP:
                 return int(group.get("lag") or 0) + int(group.get("pending") or 0)
         return 0

@@ -34,6 +34,7 @@ class WorkerSettings(BaseSettings):
     worker_wrap_up: float = Field(0.85, ge=0, lt=1, description="finish at a sentence end after this share of max_new_tokens")
     worker_delta_interval_s: float = Field(0.15, ge=0, description="deltas are coalesced for this long")
     worker_reply_ttl_s: int = Field(3600, ge=10, description="reply streams expire after this")
+    worker_job_retention_s: float = Field(3600, ge=0, description="answered jobs stay in the stream this long")
     worker_image_cache: int = Field(256, ge=0, description="adapter outputs kept by image key (LRU)")
 
     # Reliability.

@@ -31,6 +31,7 @@ log = logging.getLogger("omnifusion.worker")
 IDLE_BLOCK_MS = 500
 HOUSEKEEPING_S = 0.25
 ORPHAN_SCAN_S = 2.0
+TRIM_S = 30.0
 
 
 @dataclass
@@ -74,7 +75,7 @@ class Worker:
         self.stopping = False
         self.drain_deadline = float("inf")
         self.started = time.time()
-        self._next_housekeeping = self._next_orphan_scan = self._next_claim = 0.0
+        self._next_housekeeping = self._next_orphan_scan = self._next_claim = self._next_trim = 0.0
 
     # --- lifecycle ----------------------------------------------------------------------------------------
 
@@ -100,7 +101,7 @@ class Worker:
                 except (redis.ConnectionError, redis.TimeoutError) as exc:
                     self._reconnect(exc)
                 except redis.ResponseError as exc:
-                    if "NOGROUP" not in str(exc):
+                    if "NOGROUP" not in str(exc) and "no such key" not in str(exc):
                         raise
                     self._reconnect(exc)  # Redis came back without its data: the group must be made again
         finally:
@@ -305,6 +306,9 @@ class Worker:
         if now >= self._next_claim:
             self._next_claim = now + self.settings.worker_claim_refresh_s
             self.queue.keep_claimed([a.delivery.entry_id for a in [*self.active.values(), *self.waiting]])
+        if now >= self._next_trim:
+            self._next_trim = now + TRIM_S
+            self.queue.trim(self.settings.worker_job_retention_s)
         self.queue.heartbeat(self.settings.worker_heartbeat_ttl_s, {
             "name": self.settings.worker_name, "preset": self.model.config.preset, "batch": len(self.engine),
             "waiting": len(self.waiting), "started": self.started, "stopping": self.stopping})
