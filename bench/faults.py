@@ -1,0 +1,216 @@
+"""Fault runs: people keep chatting (photo + question, then follow-ups) while something breaks, and every turn
+is judged from what its person saw. One stack (local Bot API server, `python -m bot`, one tiny worker) on a
+private redis-server (AOF, fsync every second) of its own, so restarting Redis touches nothing else.
+
+Scenarios, one after the other, each with fresh users:
+  worker-kill      the worker is SIGKILLed with jobs in flight, then restarted (same name: it re-runs its
+                   own pending jobs at once, each starting with a `restart` event)
+  redis-restart    Redis stopped (SIGTERM: AOF flushed) for a few seconds and started again with its data
+  redis-wiped      Redis killed and started empty: queued jobs, answers in flight, dialogs are gone
+  bot-api-faults   the Bot API answers 429 (retry_after) to everything for a while, then 502
+
+For each: answers delivered / turns sent, duplicates, users told clearly, lost turns, jobs hit by the fault,
+and recovery time (from the end of the fault until every turn it touched was settled). Every turn must be
+answered exactly once or its user told; nothing may crash.
+
+    python bench/faults.py [--users 20] [--only worker-kill --only redis-restart ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import redis
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.stack import RedisServer, Stack, wait_until  # noqa: E402
+from bench.users import Crowd, Figures  # noqa: E402
+from bot import keys  # noqa: E402
+from model import protocol  # noqa: E402
+
+Fault = Callable[["FaultContext"], Awaitable[None]]
+
+
+@dataclass
+class FaultContext:
+    stack: Stack
+    redis_server: RedisServer
+    started: float = 0.0  # time.monotonic() when the fault began / ended
+    ended: float = 0.0
+    hit: int = 0  # jobs queued or running (or, for Bot API faults, answers being delivered) at the fault
+
+
+@dataclass
+class FaultResult:
+    name: str
+    figures: Figures
+    context: FaultContext
+    recovery_s: float | None  # None: some turn touched by the fault never settled
+    told_users: int
+    crashed: list[str] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        f = self.figures
+        recovery = "never" if self.recovery_s is None else f"{self.recovery_s:.1f} s"
+        return [
+            f"{self.name}: answers delivered {f.answered}/{f.turns} turns, duplicates {f.duplicates}, "
+            f"told clearly {f.told} turns ({self.told_users} users), lost {f.lost}",
+            f"    fault lasted {self.context.ended - self.context.started:.1f} s, hit {self.context.hit} jobs "
+            f"in flight; recovered {recovery} after it ended; crashed: {', '.join(self.crashed) or 'nothing'}",
+        ]
+
+
+# --- the faults ---------------------------------------------------------------------------------------------
+
+async def _jobs_in_flight(stack: Stack) -> int:
+    """Jobs queued or being answered (pending in the consumer group)."""
+    try:
+        groups = await stack.redis.xinfo_groups(protocol.JOBS_STREAM)
+    except (redis.ResponseError, redis.ConnectionError, redis.TimeoutError):  # no stream yet / restarting
+        return 0
+    return sum(int(g.get("pending", 0)) + int(g.get("lag") or 0) for g in groups)
+
+
+async def kill_worker(ctx: FaultContext, down_s: float = 1.0, at_least: int = 3) -> None:
+    await wait_until(lambda: _pending_on(ctx.stack, "w0", at_least), 30, "jobs in flight on the worker")
+    ctx.hit = await _jobs_in_flight(ctx.stack)
+    ctx.started = time.monotonic()
+    ctx.stack.kill_worker("w0")
+    await asyncio.sleep(down_s)  # the worker stays dead for a while, as under a supervisor's backoff
+    await ctx.stack.start_worker("w0")
+    ctx.ended = time.monotonic()
+
+
+async def _pending_on(stack: Stack, worker: str, at_least: int) -> bool:
+    consumers = await stack.redis.xinfo_consumers(protocol.JOBS_STREAM, protocol.GROUP)
+    return any(c["name"].decode() == worker and c["pending"] >= at_least for c in consumers)
+
+
+def restart_redis(keep_data: bool, down_s: float = 3.0) -> Fault:
+    async def fault(ctx: FaultContext) -> None:
+        await wait_until(lambda: _jobs_in_flight(ctx.stack), 30, "jobs in the queue")
+        ctx.hit = await _jobs_in_flight(ctx.stack)
+        ctx.started = time.monotonic()
+        ctx.redis_server.stop(graceful=keep_data)
+        if not keep_data:  # a new, empty machine: the AOF is gone with the old one
+            shutil.rmtree(ctx.redis_server.data_dir)
+        await asyncio.sleep(down_s)
+        await ctx.redis_server.start()
+        ctx.ended = time.monotonic()
+
+    return fault
+
+
+async def bot_api_faults(ctx: FaultContext, each_s: float = 6.0) -> None:
+    server = ctx.stack.server
+
+    async def answers_in_flight() -> int:
+        return len([k async for k in ctx.stack.redis.scan_iter(match=keys.INFLIGHT_PATTERN)])
+
+    ctx.hit = await wait_until(answers_in_flight, 30, "answers being delivered", every_s=0.02)
+    ctx.started = time.monotonic()
+    server.inject_retry_after(retry_after=2, seconds=each_s)
+    await asyncio.sleep(each_s)
+    server.inject_server_error(status=502, seconds=each_s)
+    await asyncio.sleep(each_s)
+    ctx.ended = time.monotonic()
+
+
+SCENARIOS: dict[str, Fault] = {
+    "worker-kill": kill_worker,
+    "redis-restart": restart_redis(keep_data=True),
+    "redis-wiped": restart_redis(keep_data=False),
+    "bot-api-faults": bot_api_faults,
+}
+
+
+# --- running one --------------------------------------------------------------------------------------------
+
+async def run_scenario(ctx: FaultContext, name: str, fault: Fault, users: int, first_user_id: int,
+                       chat_s: float, turn_timeout_s: float) -> FaultResult:
+    crowd = Crowd(ctx.stack, turn_timeout_s=turn_timeout_s, first_user_id=first_user_id)
+    started = time.monotonic()
+    chatting = asyncio.create_task(crowd.run(users, ramp_s=2.0, stop_at=started + chat_s))
+    try:
+        await fault(ctx)
+    finally:
+        ctx.stack.server.clear_faults()
+        await chatting
+    await asyncio.sleep(1.0)  # a late duplicate must be seen by the judge
+    crowd.judge()
+    touched = [t for t in crowd.turns
+               if t.sent_at < ctx.ended and (t.settled_at is None or t.settled_at > ctx.started)]
+    if any(t.done_at is None for t in touched):
+        recovery = None
+    else:
+        recovery = max((t.done_at - ctx.ended for t in touched), default=0.0)
+    return FaultResult(
+        name,
+        Figures.of(crowd.turns, time.monotonic() - started),
+        ctx,
+        max(recovery, 0.0) if recovery is not None else None,
+        told_users=len({t.user_id for t in crowd.turns if t.outcome == "told"}),
+        crashed=ctx.stack.crashed(),
+    )
+
+
+async def run_all(names: list[str], users: int, scratch: Path, chat_s: float, job_timeout_s: float,
+                  max_new_tokens: int, logs: Path | None = None) -> list[FaultResult]:
+    logs = logs or scratch / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    redis_server = RedisServer(scratch / "redis", persistent=True, log_path=logs / "redis.log")
+    await redis_server.start()
+    try:
+        stack = Stack(redis_server.url, logs, worker_env={"OMP_NUM_THREADS": "1"},
+                      bot_env={"MAX_NEW_TOKENS": str(max_new_tokens), "JOB_TIMEOUT_S": str(job_timeout_s)})
+        results = []
+        async with stack:
+            for index, name in enumerate(names):
+                ctx = FaultContext(stack, redis_server)
+                # a lost job is only given up after its deadline (+ the bot's grace): wait that long
+                timeout = job_timeout_s + 180
+                result = await run_scenario(ctx, name, SCENARIOS[name], users, 710_000_001 + 1000 * index,
+                                            chat_s, timeout)
+                results.append(result)
+                print("\n".join(result.lines()), flush=True)
+        return results
+    finally:
+        redis_server.stop()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--users", type=int, default=20)
+    parser.add_argument("--only", action="append", choices=list(SCENARIOS), help="run only these (repeatable)")
+    parser.add_argument("--chat", type=float, default=25.0, help="seconds people keep chatting per scenario")
+    parser.add_argument("--job-timeout", type=float, default=60.0,
+                        help="the bot's JOB_TIMEOUT_S (600 in production): how long a lost job can keep its "
+                             "user waiting")
+    parser.add_argument("--max-new-tokens", type=int, default=64)
+    parser.add_argument("--logs", type=Path, help="folder for the processes' logs (default: a temporary one)")
+    args = parser.parse_args()
+    names = args.only or list(SCENARIOS)
+    with tempfile.TemporaryDirectory(prefix="omnifusion-faults-") as scratch:
+        results = asyncio.run(run_all(names, args.users, Path(scratch), args.chat, args.job_timeout,
+                                      args.max_new_tokens, args.logs))
+    print()
+    for result in results:
+        print("\n".join(result.lines()))
+    bad = [r.name for r in results if r.figures.lost or r.figures.duplicates or r.crashed]
+    delivered = sum(r.figures.answered + r.figures.told for r in results)
+    print(f"turns answered or told: {delivered}/{sum(r.figures.turns for r in results)}"
+          f"{'  FAILED: ' + ', '.join(bad) if bad else ''}")
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,169 @@
+"""Fault runs at a small scale (bench/faults.py has the full-size ones): a few people keep chatting with the
+real bot (`python -m bot`) and a real tiny worker through the local Bot API server while something breaks.
+Every turn must end answered exactly once, or with a message that tells its person what happened; nothing
+may crash.
+
+One stack serves the module (starting it costs ~10 s), on a redis-server of its own (AOF, fsync every
+second, as docs/operations.md recommends) so the Redis faults never touch the shared server. Each test has
+fresh users. Bot API faults run before the Redis ones, whose after-effects (the xfails below) would blur them.
+The xfail tests are precise reproductions of bot bugs these runs found; each says what it shows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import itertools
+import shutil
+
+import pytest
+import pytest_asyncio
+from redis.asyncio import Redis
+
+from bench.faults import FaultContext, FaultResult, bot_api_faults, kill_worker, restart_redis, run_scenario
+from bench.stack import RedisServer, Stack, wait_until
+from bench.users import Crowd, photo
+from model import protocol
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server"),
+    pytest.mark.asyncio(loop_scope="module"),
+]
+JOB_TIMEOUT_S = 30  # production: 600; short here so nothing the bugs below leave behind outlives the module
+
+
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
+async def rig(tmp_path_factory):
+    scratch = tmp_path_factory.mktemp("faults")
+    redis_server = RedisServer(scratch / "redis", persistent=True)
+    await redis_server.start()
+    stack = Stack(redis_server.url, scratch / "logs", worker_env={"OMP_NUM_THREADS": "1"},
+                  bot_env={"MAX_NEW_TOKENS": "48", "JOB_TIMEOUT_S": str(JOB_TIMEOUT_S)})
+    try:
+        async with stack:
+            yield stack, redis_server
+            assert stack.crashed() == []
+        assert stack.bot.returncode == 0, "the bot did not stop cleanly on SIGTERM"
+    finally:
+        redis_server.stop()
+
+
+async def scenario(rig, name: str, fault, first_user_id: int, turn_timeout_s: float = 20.0) -> FaultResult:
+    stack, redis_server = rig
+    ctx = FaultContext(stack, redis_server)
+    result = await run_scenario(ctx, name, fault, users=4, first_user_id=first_user_id, chat_s=5.0,
+                                turn_timeout_s=turn_timeout_s)
+    print("\n".join(result.lines()))
+    return result
+
+
+def assert_every_turn_answered_once_or_told(result: FaultResult) -> None:
+    figures = result.figures
+    assert figures.turns >= 8  # every user sent a photo and at least one follow-up
+    assert figures.lost == 0 and figures.duplicates == 0
+    assert figures.answered + figures.told == figures.turns
+    assert result.crashed == []
+    assert result.recovery_s is not None
+
+
+async def test_worker_killed_with_jobs_in_flight_and_restarted(rig):
+    result = await scenario(rig, "worker-kill", functools.partial(kill_worker, at_least=1), 720_000_001)
+    assert_every_turn_answered_once_or_told(result)
+    assert result.context.hit >= 1
+    # The killed jobs are re-run by the restarted worker: answered, not merely apologised for.
+    assert result.figures.told == 0
+
+
+async def test_bot_api_answering_429_then_502_for_a_while(rig):
+    stack, _ = rig
+    refused = {429: 0, 502: 0}
+    mark = len(stack.server.call_log)
+    result = await scenario(rig, "bot-api-faults", functools.partial(bot_api_faults, each_s=3.0), 721_000_001)
+    for record in itertools.islice(stack.server.call_log, mark, None):
+        if record.status in refused:
+            refused[record.status] += 1
+    assert refused[429] > 0 and refused[502] > 0  # the bot really met both faults
+    assert result.context.hit >= 1
+    assert_every_turn_answered_once_or_told(result)
+
+
+@pytest.mark.xfail(strict=True, reason="bot bug: PictureFetcher (bot/services/pictures.py) turns any "
+                   "TelegramAPIError from getFile/download into 'I could not download your picture. Please "
+                   "send it again.' — a 429 with retry_after (or a 5xx) should be waited out and retried, as "
+                   "the Outbox does for sends; seen in the bot-api-faults runs")
+async def test_a_photo_is_answered_when_getfile_meets_a_429(rig):
+    stack, _ = rig
+    user_id = 721_500_001
+    crowd = Crowd(stack, turn_timeout_s=20.0, first_user_id=user_id)
+    await stack.server.create_user(user_id=user_id, language_code="en")
+    stack.server.inject_retry_after(retry_after=1, count=1, method="getFile")
+    await crowd.turn(user_id, "What is in this picture?", photo=photo(user_id))
+    crowd.judge()
+    assert crowd.turns[0].outcome == "answered"
+
+
+async def test_redis_restarted_with_its_data(rig):
+    # (a user hit by the xfail below stays "still answering": do not wait long for them)
+    result = await scenario(rig, "redis-restart", restart_redis(keep_data=True, down_s=2.0), 722_000_001,
+                            turn_timeout_s=12.0)
+    # Turns written while Redis is down are refused with "something went wrong, /retry": told, not lost.
+    assert_every_turn_answered_once_or_told(result)
+
+
+async def reply_has_done(redis: Redis) -> bool:
+    async for key in redis.scan_iter(match=protocol.reply_key("*")):
+        if any(f.get(b"event") == b"done" for _, f in await redis.xrange(key)):
+            return True
+    return False
+
+
+@pytest.mark.xfail(strict=True, reason="bot bug: AnswerDelivery._finish (append the exchange, release the user) "
+                   "has no Redis retry, unlike the rest of the delivery: if Redis is unreachable right after the "
+                   "final edit, the task dies ('delivery task failed'), the exchange is not kept and the user's "
+                   "in-flight record stays, so every message gets 'I am still answering' for JOB_TIMEOUT_S + 600 s. "
+                   "Seen in bench/faults.py redis-restart runs too, as 'Connection closed by server' on "
+                   "connections taken right after Redis came back")
+async def test_an_answer_finishing_during_a_redis_outage_frees_its_user(rig):
+    stack, redis_server = rig
+    user_id = 723_000_001
+    crowd = Crowd(stack, turn_timeout_s=1.0, first_user_id=user_id)
+    await stack.server.create_user(user_id=user_id, language_code="en")
+    # Slow Telegram edits hold the answer between "done" and its bookkeeping while Redis goes away.
+    stack.server.inject_delay(3.0, seconds=30, method="editMessageText")
+    await crowd.turn(user_id, "hello")
+    await wait_until(lambda: reply_has_done(stack.redis), 20, "the worker's answer")
+    await asyncio.sleep(0.5)  # the bot's reply reader takes it within one XREAD (nothing to observe)
+    redis_server.stop(graceful=True)
+    stack.server.clear_faults()
+    await stack.server.wait_for(lambda: crowd.shown(crowd.turns[0]), 20, "the final edit")
+    await redis_server.start()
+    released = False
+    with contextlib.suppress(TimeoutError):
+        released = await wait_until(lambda: crowd.released(user_id), 8, "the user to be freed", every_s=0.2)
+    assert released, "the user stays 'still answering' after Redis is back"
+
+
+@pytest.mark.xfail(strict=True, reason="bot bug: when Redis comes back without its data, a queued job is gone "
+                   "but the bot keeps showing '⏳ You are next in the queue' until the job's deadline + 30 s "
+                   "(10.5 min by default) before telling the user; it could notice at once (its in-flight "
+                   "record and the job's stream entry are gone) and resubmit or tell the user")
+async def test_redis_wiped_a_queued_turn_is_told_or_answered_soon(rig):
+    stack, redis_server = rig
+    # No worker for a moment, so the job is still in the queue, not in a worker's hands (a paused worker
+    # would not do: Redis hands the job to its blocked XREADGROUP, which reads it when it wakes up).
+    await asyncio.to_thread(stack.stop_worker, "w0")
+    user_id = 724_000_001
+    crowd = Crowd(stack, turn_timeout_s=1.0, first_user_id=user_id)
+    await stack.server.create_user(user_id=user_id, language_code="en")
+    await crowd.turn(user_id, "anyone there?")  # shows "offline" and waits: the turn times out here
+    assert not crowd.shown(crowd.turns[0])
+    redis_server.stop(graceful=False)
+    shutil.rmtree(redis_server.data_dir)
+    await redis_server.start()
+    await stack.start_worker("w0")
+    with contextlib.suppress(TimeoutError):  # 8 s after a worker is serving again
+        await stack.server.wait_for(lambda: crowd.shown(crowd.turns[0]), 8.0)
+    crowd.judge()
+    assert crowd.turns[0].outcome in ("answered", "told")
