@@ -9,9 +9,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from aiogram import Bot
 from aiogram.utils.chat_action import ChatActionSender
@@ -30,6 +31,7 @@ from bot.services.replies import ReplyReader, Subscription
 from model import protocol
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 STATUS_EVERY_S = 2.0  # how often the queue position is looked up while waiting
 DEADLINE_GRACE_S = 30.0  # a live worker answers `expired` itself; give it time to before giving up
@@ -45,10 +47,23 @@ class _CancelWatch:
 
 @dataclass
 class Outcome:
-    kind: str  # done | cancelled | error | expired | timeout | chat_gone | failed
+    kind: str  # done | cancelled | error | expired | timeout | lost | chat_gone | failed
     text: str = ""
     finish: str = ""
     code: str = ""
+
+
+async def _until_redis_answers(what: str, make: Callable[[], Awaitable[T]]) -> T:
+    """Retry a Redis write through an outage (backoff up to 5 s). A shutdown cancels it; the in-flight record
+    then stays and the next start resumes the answer."""
+    delay = 0.2
+    while True:
+        try:
+            return await make()
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            log.warning("%s failed, retrying: %s", what, exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
 
 class AnswerDelivery:
@@ -224,6 +239,11 @@ class AnswerDelivery:
                     if status != shown_status and await chain.show(status, markdown=False, final=False):
                         shown_status = status
                 ended = await self._check_cancel_and_deadline(record, watch, taken, text, now - last_event)
+                if ended is None and not await self.queue.exists(record["entry_id"]):
+                    # Redis came back without its data: the job is gone and no worker will answer it. (An
+                    # answered job would have left its final event, which we read before getting here.)
+                    log.warning("job vanished from the stream", extra={"job": record["job_id"]})
+                    ended = Outcome("lost", text=text)
             except (RedisConnectionError, RedisTimeoutError) as exc:  # Redis restarting: try again later
                 log.warning("queue lookups failed, retrying: %s", exc, extra={"job": record["job_id"]})
                 self.metrics.errors.labels(where="redis").inc()
@@ -273,6 +293,8 @@ class AnswerDelivery:
         if outcome.kind == "error":
             key = f"error.{outcome.code}"
             message = t(key) if t.has(key) else t("error.other", code=outcome.code)
+        elif outcome.kind == "lost":
+            message = t("answer.lost")
         else:
             message = t("answer.offline_expired" if outcome.kind == "expired" else "answer.timeout")
         await chain.show(message, markdown=False, final=True)
@@ -286,14 +308,18 @@ class AnswerDelivery:
     async def _finish(self, record: dict[str, Any], outcome: Outcome, started: float) -> None:
         chat_id, user_id, job_id = record["chat_id"], record["user_id"], record["job_id"]
         if outcome.kind == "done":
-            await self.dialogs.append_exchange(
-                chat_id, user_id, record["session"], record["question"], outcome.text
+            await _until_redis_answers(
+                "keeping the exchange",
+                lambda: self.dialogs.append_exchange(
+                    chat_id, user_id, record["session"], record["question"], outcome.text
+                ),
             )
             self.metrics.reply_latency.observe(time.time() - record["received"])
         label = outcome.kind if outcome.kind != "error" else f"error:{outcome.code}"
         self.metrics.replies.labels(outcome=label).inc()
-        await self.access.release(user_id, job_id)
-        await self.queue.forget(job_id)
+        # Without this the user stays "still answering" until the in-flight record expires: never give up.
+        await _until_redis_answers("releasing the user", lambda: self.access.release(user_id, job_id))
+        await _until_redis_answers("forgetting the job", lambda: self.queue.forget(job_id))
         log.info(
             "answer %s",
             label,

@@ -159,6 +159,10 @@ class Outbox:
                 return False
             raise
 
+    async def request(self, chat_id: int, make: Callable[[], Awaitable[T]]) -> T:
+        """Any other call a turn cannot do without (getFile): waits out flood control and retries 5xx."""
+        return await self._call(chat_id, make, essential=True)
+
     async def delete(self, chat_id: int, message_id: int) -> None:
         try:
             await self._call(

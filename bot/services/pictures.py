@@ -19,6 +19,7 @@ from aiogram.types import Message
 
 from bot.observability import BotMetrics
 from bot.services.dialogs import DialogStore
+from bot.services.outbox import Outbox
 from bot.settings import Settings
 from model.images import ImageError, ImageLimits, load_image
 
@@ -44,8 +45,9 @@ class ImageRef:
 
 
 class PictureFetcher:
-    def __init__(self, bot: Bot, settings: Settings, dialogs: DialogStore, metrics: BotMetrics):
+    def __init__(self, bot: Bot, settings: Settings, dialogs: DialogStore, metrics: BotMetrics, outbox: Outbox):
         self.bot = bot
+        self.outbox = outbox
         self.settings = settings
         self.dialogs = dialogs
         self.metrics = metrics
@@ -73,10 +75,11 @@ class PictureFetcher:
             raise self._too_large(document.file_size)
         return ImageRef(document.file_id, document.file_size)
 
-    async def fetch(self, image: ImageRef) -> str:
+    async def fetch(self, chat_id: int, image: ImageRef) -> str:
         """Download, check that it decodes within our limits, store once by hash. Returns its image key."""
         try:
-            file = await self.bot.get_file(image.file_id)
+            # flood control or a 5xx on getFile is waited out, like a send: not the user's problem
+            file = await self.outbox.request(chat_id, lambda: self.bot.get_file(image.file_id))
             if (file.file_size or 0) > self.settings.max_file_bytes:
                 raise self._too_large(file.file_size)
             buffer = await self.bot.download_file(file.file_path, timeout=60)

@@ -87,6 +87,10 @@ class JobQueue:
         ahead = await self.redis.xrange(protocol.JOBS_STREAM, min=start, max=f"({entry_id}", count=cap)
         return len(ahead)
 
+    async def exists(self, entry_id: str) -> bool:
+        """Is the job still in the stream? (Gone after a Redis restart without data, or a withdrawal.)"""
+        return bool(await self.redis.xrange(protocol.JOBS_STREAM, min=entry_id, max=entry_id, count=1))
+
     async def workers_alive(self, fresh: bool = False) -> int:
         at, count = self._workers
         if fresh or time.monotonic() - at >= self.CACHE_S:

@@ -55,7 +55,7 @@ class TurnService:
         self.outbox = outbox
         self.metrics = metrics
         self.hash_user = hash_user
-        self.pictures = PictureFetcher(bot, settings, dialogs, metrics)
+        self.pictures = PictureFetcher(bot, settings, dialogs, metrics, outbox)
 
     # --- entry points -----------------------------------------------------------------------------------
 
@@ -73,7 +73,9 @@ class TurnService:
             return
         async with self._released_on_failure(record, t):
             try:
-                parts = [{"type": "image", "key": await self.pictures.fetch(image)} for image in images]
+                parts = [
+                    {"type": "image", "key": await self.pictures.fetch(first.chat.id, image)} for image in images
+                ]
             except TurnProblem as problem:
                 log.info("turn refused: %s", problem.key, extra={"user": self.hash_user(first.from_user.id)})
                 await self._give_up(record, t(problem.key, **problem.fields))
