@@ -63,7 +63,7 @@ class FaultResult:
         recovery = "never" if self.recovery_s is None else f"{self.recovery_s:.1f} s"
         return [
             f"{self.name}: answers delivered {f.answered}/{f.turns} turns, duplicates {f.duplicates}, "
-            f"told clearly {f.told} turns ({self.told_users} users), lost {f.lost}",
+            f"told clearly {f.told} turns ({self.told_users} users), lost {f.lost}, users left 'busy' {f.stuck}",
             f"    fault lasted {self.context.ended - self.context.started:.1f} s, hit {self.context.hit} jobs "
             f"in flight; recovered {recovery} after it ended; crashed: {', '.join(self.crashed) or 'nothing'}",
         ]
@@ -95,9 +95,12 @@ async def _pending_on(stack: Stack, worker: str, at_least: int) -> bool:
     return any(c["name"].decode() == worker and c["pending"] >= at_least for c in consumers)
 
 
-def restart_redis(keep_data: bool, down_s: float = 3.0) -> Fault:
+def restart_redis(keep_data: bool, down_s: float = 3.0, at_least: int = 3) -> Fault:
     async def fault(ctx: FaultContext) -> None:
-        await wait_until(lambda: _jobs_in_flight(ctx.stack), 30, "jobs in the queue")
+        async def enough() -> bool:
+            return await _jobs_in_flight(ctx.stack) >= at_least
+
+        await wait_until(enough, 30, "jobs in the queue", every_s=0.02)
         ctx.hit = await _jobs_in_flight(ctx.stack)
         ctx.started = time.monotonic()
         ctx.redis_server.stop(graceful=keep_data)
@@ -145,6 +148,7 @@ async def run_scenario(ctx: FaultContext, name: str, fault: Fault, users: int, f
     finally:
         ctx.stack.server.clear_faults()
         await chatting
+    held = await crowd.settle(within_s=turn_timeout_s)
     await asyncio.sleep(1.0)  # a late duplicate must be seen by the judge
     crowd.judge()
     touched = [t for t in crowd.turns
@@ -155,7 +159,7 @@ async def run_scenario(ctx: FaultContext, name: str, fault: Fault, users: int, f
         recovery = max((t.done_at - ctx.ended for t in touched), default=0.0)
     return FaultResult(
         name,
-        Figures.of(crowd.turns, time.monotonic() - started),
+        Figures.of(crowd.turns, time.monotonic() - started, stuck_users=len(held)),
         ctx,
         max(recovery, 0.0) if recovery is not None else None,
         told_users=len({t.user_id for t in crowd.turns if t.outcome == "told"}),
@@ -205,7 +209,7 @@ def main() -> int:
     print()
     for result in results:
         print("\n".join(result.lines()))
-    bad = [r.name for r in results if r.figures.lost or r.figures.duplicates or r.crashed]
+    bad = [r.name for r in results if r.figures.lost or r.figures.duplicates or r.figures.stuck or r.crashed]
     delivered = sum(r.figures.answered + r.figures.told for r in results)
     print(f"turns answered or told: {delivered}/{sum(r.figures.turns for r in results)}"
           f"{'  FAILED: ' + ', '.join(bad) if bad else ''}")

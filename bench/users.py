@@ -39,6 +39,8 @@ def _prefixes(wanted) -> tuple[str, ...]:
     return tuple(p for p in found if len(p) >= 8)
 
 
+RELEASE_GRACE_S = 30.0  # see Crowd.turn
+
 STATUS = _prefixes(lambda key: key.startswith("status."))
 NOTICE = _prefixes(lambda key: not key.startswith("status.") and key != "answer.empty")
 
@@ -132,7 +134,10 @@ class Crowd:
             if await self.released(user_id):
                 turn.settled_at = time.monotonic()
                 return True
-            await asyncio.sleep(0.1)  # the final edit is shown; the bot releases the user right after
+            # The final edit is shown and the bot releases the user right after it: a user still held long
+            # after that is stuck ("I am still answering..."), not slow.
+            deadline = min(deadline, time.monotonic() + RELEASE_GRACE_S)
+            await asyncio.sleep(0.1)
         return False
 
     def shown(self, turn: Turn) -> bool:
@@ -148,6 +153,21 @@ class Crowd:
             return False  # Redis is restarting: ask again
 
     # --- judging -------------------------------------------------------------------------------------------
+    async def settle(self, within_s: float, quiet_s: float = 30.0) -> list[int]:
+        """After the chatting: wait until the bot holds none of these users, or has sent nothing to them for
+        `quiet_s` (whatever it still holds then, it holds for good). Returns the users still held: "left
+        busy", every message of theirs would get "I am still answering"."""
+        users = sorted({t.user_id for t in self.turns})
+        server = self.stack.server
+        deadline = time.monotonic() + within_s
+        while True:
+            held = [u for u in users if not await self.released(u)]
+            last = max((m.updated for u in held for m in server.bot_messages(u)), default=0.0)
+            now = time.monotonic()
+            if not held or now - last > quiet_s or now > deadline:
+                return held
+            await asyncio.sleep(0.5)
+
     def judge(self) -> None:
         """Judge every turn from the final transcripts. A turn owns the bot's messages between it and the
         same user's next turn."""
@@ -180,11 +200,12 @@ class Figures:
     told: int
     lost: int
     duplicates: int
+    stuck: int  # users the bot still held ("I am still answering") long after their last answer
     seconds: float
     latencies: list[float]
 
     @classmethod
-    def of(cls, turns: list[Turn], seconds: float) -> Figures:
+    def of(cls, turns: list[Turn], seconds: float, stuck_users: int = 0) -> Figures:
         outcomes = [t.outcome for t in turns]
         return cls(
             turns=len(turns),
@@ -192,6 +213,7 @@ class Figures:
             told=outcomes.count("told"),
             lost=outcomes.count("lost"),
             duplicates=sum(max(0, t.finals - 1) for t in turns),
+            stuck=stuck_users,
             seconds=seconds,
             latencies=sorted(t.latency for t in turns if t.outcome == "answered" and t.latency is not None),
         )
