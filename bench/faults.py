@@ -5,9 +5,9 @@ private redis-server (AOF, fsync every second) of its own, so restarting Redis t
 Scenarios, one after the other, each with fresh users:
   worker-kill      the worker is SIGKILLed with jobs in flight, then restarted (same name: it re-runs its
                    own pending jobs at once, each starting with a `restart` event)
+  bot-api-faults   the Bot API answers 429 (retry_after) to everything for a while, then 502
   redis-restart    Redis stopped (SIGTERM: AOF flushed) for a few seconds and started again with its data
   redis-wiped      Redis killed and started empty: queued jobs, answers in flight, dialogs are gone
-  bot-api-faults   the Bot API answers 429 (retry_after) to everything for a while, then 502
 
 For each: answers delivered / turns sent, duplicates, users told clearly, lost turns, jobs hit by the fault,
 and recovery time (from the end of the fault until every turn it touched was settled). Every turn must be
@@ -128,11 +128,12 @@ async def bot_api_faults(ctx: FaultContext, each_s: float = 6.0) -> None:
     ctx.ended = time.monotonic()
 
 
+# Bot API faults before the Redis ones: Redis restarts have after-effects on the bot that would blur them.
 SCENARIOS: dict[str, Fault] = {
     "worker-kill": kill_worker,
+    "bot-api-faults": bot_api_faults,
     "redis-restart": restart_redis(keep_data=True),
     "redis-wiped": restart_redis(keep_data=False),
-    "bot-api-faults": bot_api_faults,
 }
 
 
