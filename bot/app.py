@@ -16,6 +16,10 @@ from aiogram.enums import ParseMode
 from aiogram.types import ErrorEvent
 from aiohttp import web
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from bot.handlers import admin, chat, commands
 from bot.i18n import Translator, pick_language
@@ -51,8 +55,14 @@ def create_bot(settings: Settings) -> Bot:
 def create_redis(settings: Settings) -> Redis:
     """A pool that makes callers wait for a free connection rather than fail: a burst of updates (each
     handler makes a few quick calls) must queue, not turn into "Too many connections" errors."""
+    # After a Redis restart every pooled connection fails once ("Connection closed by server"): retry on a
+    # fresh one instead of failing a burst of users' turns (29 of 30 concurrent calls failed without it).
     pool = BlockingConnectionPool.from_url(
-        settings.redis_url, max_connections=settings.redis_max_connections, timeout=30
+        settings.redis_url,
+        max_connections=settings.redis_max_connections,
+        timeout=30,
+        retry=Retry(ExponentialBackoff(cap=1.0), 3),
+        retry_on_error=[RedisConnectionError, RedisTimeoutError],
     )
     return Redis(connection_pool=pool)
 

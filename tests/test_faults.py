@@ -6,8 +6,7 @@ may crash.
 One stack serves the module (starting it costs ~10 s), on a redis-server of its own (AOF, fsync every
 second, as docs/operations.md recommends) so the Redis faults never touch the shared server. Each test has
 fresh users. Bot API faults run before the Redis ones, whose after-effects would blur them. The tests after
-the scenarios are exact reproductions of bot bugs these runs found: fixed ones guard the fix, xfail ones say
-what is still wrong.
+the scenarios are exact reproductions of bot bugs these runs found; each now guards its fix.
 """
 
 from __future__ import annotations
@@ -142,13 +141,9 @@ async def test_an_answer_finishing_during_a_redis_outage_frees_its_user(rig):
     assert released, "the user stays 'still answering' after Redis is back"
 
 
-@pytest.mark.xfail(strict=True, reason="bot bug: the bot's Redis pool (bot/app.py create_redis) has no retry, and "
-                   "redis-py does not notice that a pooled connection died with a Redis restart: each old "
-                   "connection fails once, with 'Connection closed by server', when next used (a burst after "
-                   "the restart: most of its messages get 'Something went wrong'). Passing "
-                   "retry=Retry(ExponentialBackoff(cap=1), 3), retry_on_error=[ConnectionError, TimeoutError] "
-                   "to BlockingConnectionPool.from_url makes it 0 in a plain redis-py check")
 async def test_a_burst_right_after_a_redis_restart_is_answered(rig):
+    """Found by the redis-restart run: each pooled connection failed once after a Redis restart, so most of a
+    burst of messages got "Something went wrong". The bot's pool now retries on a fresh connection."""
     stack, redis_server = rig
     await Crowd(stack, turn_timeout_s=20.0, first_user_id=725_000_001).run(8, ramp_s=0.0)  # pool grows
     redis_server.stop(graceful=True)
@@ -159,12 +154,9 @@ async def test_a_burst_right_after_a_redis_restart_is_answered(rig):
     assert [t.outcome for t in after.turns] == ["answered"] * len(after.turns)
 
 
-@pytest.mark.xfail(strict=True, reason="bot bug: TurnService._admit (bot/services/turns.py) calls "
-                   "access.update_inflight after the placeholder is sent, outside _released_on_failure: a Redis "
-                   "error there reaches the dispatcher's error handler ('Something went wrong'), the placeholder "
-                   "stays '⏳ Thinking…' and the user's in-flight record stays, so every message gets 'I am "
-                   "still answering' for JOB_TIMEOUT_S + 600 s. Seen in the redis-restart run")
 async def test_a_redis_failure_right_after_admission_frees_the_user(rig):
+    """Found by the redis-restart run: a Redis error between admission and the in-flight update left the user
+    "still answering" for JOB_TIMEOUT_S + 600 s. Now the turn is given up and the user freed once Redis is back."""
     stack, redis_server = rig
     server = stack.server
     user_id = 726_000_001

@@ -9,10 +9,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from aiogram import Bot
 from aiogram.utils.chat_action import ChatActionSender
@@ -28,10 +27,10 @@ from bot.services.message_chain import MessageChain
 from bot.services.outbox import ChatGone, Outbox
 from bot.services.queue import JobQueue
 from bot.services.replies import ReplyReader, Subscription
+from bot.services.retrying import until_redis_answers
 from model import protocol
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 STATUS_EVERY_S = 2.0  # how often the queue position is looked up while waiting
 DEADLINE_GRACE_S = 30.0  # a live worker answers `expired` itself; give it time to before giving up
@@ -51,19 +50,6 @@ class Outcome:
     text: str = ""
     finish: str = ""
     code: str = ""
-
-
-async def _until_redis_answers(what: str, make: Callable[[], Awaitable[T]]) -> T:
-    """Retry a Redis write through an outage (backoff up to 5 s). A shutdown cancels it; the in-flight record
-    then stays and the next start resumes the answer."""
-    delay = 0.2
-    while True:
-        try:
-            return await make()
-        except (RedisConnectionError, RedisTimeoutError) as exc:
-            log.warning("%s failed, retrying: %s", what, exc)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
 
 
 class AnswerDelivery:
@@ -308,7 +294,7 @@ class AnswerDelivery:
     async def _finish(self, record: dict[str, Any], outcome: Outcome, started: float) -> None:
         chat_id, user_id, job_id = record["chat_id"], record["user_id"], record["job_id"]
         if outcome.kind == "done":
-            await _until_redis_answers(
+            await until_redis_answers(
                 "keeping the exchange",
                 lambda: self.dialogs.append_exchange(
                     chat_id, user_id, record["session"], record["question"], outcome.text
@@ -318,8 +304,8 @@ class AnswerDelivery:
         label = outcome.kind if outcome.kind != "error" else f"error:{outcome.code}"
         self.metrics.replies.labels(outcome=label).inc()
         # Without this the user stays "still answering" until the in-flight record expires: never give up.
-        await _until_redis_answers("releasing the user", lambda: self.access.release(user_id, job_id))
-        await _until_redis_answers("forgetting the job", lambda: self.queue.forget(job_id))
+        await until_redis_answers("releasing the user", lambda: self.access.release(user_id, job_id))
+        await until_redis_answers("forgetting the job", lambda: self.queue.forget(job_id))
         log.info(
             "answer %s",
             label,

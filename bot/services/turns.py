@@ -27,6 +27,7 @@ from bot.services.dialogs import DialogStore
 from bot.services.outbox import ChatGone, Outbox
 from bot.services.pictures import ImageRef, PictureFetcher, TurnProblem
 from bot.services.queue import JobQueue
+from bot.services.retrying import until_redis_answers
 from bot.settings import Settings
 from model import protocol
 
@@ -172,11 +173,15 @@ class TurnService:
                         thread_id=thread_id,
                     )
                 ]
+                await self.access.update_inflight(record)
             except ChatGone:
-                await self.access.release(user_id, record["job_id"])
-                await self.access.refund(user_id, record["job_id"])
+                await self._give_up(record, "")
                 return None
-            await self.access.update_inflight(record)
+            except Exception:  # Redis or Telegram failing right after admission: never leave the user "busy"
+                log.exception("turn failed right after admission", extra={"user": self.hash_user(user_id)})
+                self.metrics.errors.labels(where="turn").inc()
+                await self._give_up(record, t("answer.failed"))
+                return None
             return record
         self.metrics.refusals.labels(reason=admission.verdict).inc()
         if admission.verdict == "busy":
@@ -224,15 +229,19 @@ class TurnService:
         return {**message, "content": content or [{"type": "text", "text": ""}]}
 
     async def _give_up(self, record: dict[str, Any], text: str) -> None:
-        """The turn will not be queued: tell the user (in the placeholder), free them, refund the turn."""
+        """The turn will not be queued: tell the user (in the placeholder), free them, refund the turn.
+        Telling is best effort; freeing waits out a Redis outage, or the user would stay "busy"."""
         try:
-            for message_id in record["message_ids"][:1]:
+            for message_id in record["message_ids"][:1] if text else []:
                 if not await self.outbox.edit(record["chat_id"], message_id, text):
                     await self.outbox.send(record["chat_id"], text, reply_to=record["reply_to"])
         except ChatGone:
             pass
-        await self.access.release(record["user_id"], record["job_id"])
-        await self.access.refund(record["user_id"], record["job_id"])
+        except Exception:
+            log.warning("could not tell the user the turn failed", exc_info=True)
+        user_id, job_id = record["user_id"], record["job_id"]
+        await until_redis_answers("freeing the user", lambda: self.access.release(user_id, job_id))
+        await until_redis_answers("refunding the turn", lambda: self.access.refund(user_id, job_id))
 
     async def _reply(self, message: Message, text: str) -> None:
         await self.outbox.reply(message, text)
