@@ -18,15 +18,17 @@ from model import protocol  # noqa: E402
 
 
 @contextlib.contextmanager
-def private_redis(db: int = 13):
-    """A scratch database (flushed before and after), so a benchmark never touches real data in db 0."""
-    url = os.environ.get("BENCH_REDIS_URL", f"redis://127.0.0.1:6379/{db}")
-    client = redis.Redis.from_url(url)
-    client.flushdb()
-    try:
-        yield url, client
-    finally:
-        client.flushdb()
+def private_redis():
+    """A scratch database of the shared Redis that no test or other run holds (taken with the test suite's
+    lock, flushed before and after), so a benchmark never touches real data or a running test's data."""
+    from stack import claimed_database
+
+    with claimed_database() as url:
+        client = redis.Redis.from_url(url)
+        try:
+            yield url, client
+        finally:
+            client.close()
 
 
 @contextlib.contextmanager

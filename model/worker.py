@@ -29,6 +29,7 @@ from model.settings import WorkerSettings
 log = logging.getLogger("omnifusion.worker")
 
 IDLE_BLOCK_MS = 500
+BUSY_POLL_S = 0.01  # while decoding, look for new jobs at most this often (a poll is a Redis round trip)
 HOUSEKEEPING_S = 0.25
 ORPHAN_SCAN_S = 2.0
 TRIM_S = 30.0
@@ -76,6 +77,7 @@ class Worker:
         self.drain_deadline = float("inf")
         self.started = time.time()
         self._next_housekeeping = self._next_orphan_scan = self._next_claim = self._next_trim = 0.0
+        self._next_poll = 0.0
 
     # --- lifecycle ----------------------------------------------------------------------------------------
 
@@ -146,8 +148,9 @@ class Worker:
 
     def loop_once(self) -> None:
         free = self.settings.worker_max_batch - len(self.active) - len(self.waiting)
-        if not self.stopping and free > 0:
-            busy = bool(self.active or self.waiting)
+        busy = bool(self.active or self.waiting)
+        if not self.stopping and free > 0 and (not busy or time.monotonic() >= self._next_poll):
+            self._next_poll = time.monotonic() + BUSY_POLL_S
             found = self.queue.read_new(free, None if busy else IDLE_BLOCK_MS)
             now = time.monotonic()
             if len(found) < free and now >= self._next_orphan_scan:
