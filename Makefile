@@ -35,6 +35,7 @@ bench: install redis
 	$(PY) bench/worker_throughput.py
 	$(PY) bench/pipeline_overhead.py
 	$(PY) bench/train_throughput.py
+	$(PY) bench/load.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info
