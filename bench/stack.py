@@ -15,7 +15,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from redis.asyncio import Redis
 
 from bot.local_api import LocalBotAPI
 from model import protocol
+from tests.bot_harness import wait_until
 from tests.conftest import REDIS_HOST, REDIS_PORT, acquire_db, release_db
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -95,20 +95,6 @@ async def _pings(client: Redis) -> bool:
         return bool(await client.ping())
     except (redis.ConnectionError, redis.TimeoutError):
         return False
-
-
-async def wait_until(predicate, within_s: float, what: str, every_s: float = 0.05):
-    """Poll an (async or plain) predicate until it is truthy, for conditions nothing announces."""
-    deadline = time.monotonic() + within_s
-    while True:
-        value = predicate()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out waiting for {what}")
-        await asyncio.sleep(every_s)
 
 
 class Stack:

@@ -35,7 +35,9 @@ def png(width: int = 64, height: int = 48, color: tuple[int, int, int] = (200, 3
     return buffer.getvalue()
 
 
-async def wait_until(predicate: Callable[[], Any], within_s: float = 10.0, what: str = "condition") -> Any:
+async def wait_until(
+    predicate: Callable[[], Any], within_s: float = 10.0, what: str = "condition", every_s: float = 0.05
+) -> Any:
     """Poll an (async or plain) predicate until truthy; for Redis-side conditions the server cannot see."""
     deadline = time.monotonic() + within_s
     while True:
@@ -46,7 +48,7 @@ async def wait_until(predicate: Callable[[], Any], within_s: float = 10.0, what:
             return value
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(every_s)
 
 
 class BotUnderTest:
