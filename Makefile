@@ -5,7 +5,7 @@ PY        := $(VENV)/bin/python
 REDIS_URL ?= redis://localhost:6379/0
 STAMP     := $(VENV)/.installed
 
-.PHONY: install test lint demo redis bench clean
+.PHONY: install test lint demo redis browser bench clean
 
 install: $(STAMP)
 
@@ -22,7 +22,14 @@ redis:
 	@for i in 1 2 3 4 5 6 7 8 9 10; do redis-cli -p 6379 ping >/dev/null 2>&1 && exit 0; sleep 0.5; done; \
 	  echo "Redis did not start on port 6379" >&2; exit 1
 
-test: install redis
+# Best effort: the browser tests (headless Chromium) skip cleanly when it cannot be installed.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	  timeout 600 sh -c 'apt-get install -y -qq chromium >/dev/null 2>&1 || \
+	    (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq chromium >/dev/null 2>&1)'; } || \
+	  echo "Chromium is not installed: the browser tests will be skipped"
+
+test: install redis browser
 	$(PY) -m pytest -q -ra $(PYTEST_ARGS)
 
 lint: install
