@@ -6,7 +6,6 @@ import contextlib
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import redis
@@ -15,6 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from model import protocol  # noqa: E402
+from tests.worker_helpers import events, start_worker_process, submit, wait_ready  # noqa: E402, F401
 
 
 @contextlib.contextmanager
@@ -32,39 +32,21 @@ def private_redis():
 
 
 @contextlib.contextmanager
-def worker_process(redis_url: str, preset: str, name: str = "bench", **env):
-    full = {**os.environ, "REDIS_URL": redis_url, "MODEL_PRESET": preset, "DEVICE": os.environ.get("DEVICE", "auto"),
-            "WORKER_NAME": name, **{k.upper(): str(v) for k, v in env.items()}}
-    proc = subprocess.Popen([sys.executable, "-m", "model.worker"], cwd=ROOT, env=full,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    client = redis.Redis.from_url(redis_url)
+def worker_process(redis_url: str, preset: str, name: str = "bench", device: str | None = None, **env):
+    """A real worker subprocess on `preset`, up once its heartbeat appears; stopped with SIGTERM after."""
+    proc = start_worker_process(redis_url, name, output=subprocess.DEVNULL, model_preset=preset,
+                                device=device or os.environ.get("DEVICE", "auto"), **env)
     try:
-        deadline = time.monotonic() + 300
-        while not client.exists(protocol.heartbeat_key(name)):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("the worker did not start")
-            time.sleep(0.05)
+        wait_ready(redis.Redis.from_url(redis_url), name, proc, timeout=300)
         yield proc
     finally:
         proc.terminate()
         proc.wait(60)
 
 
-def submit(client, messages, params) -> protocol.Job:
-    job = protocol.new_job(messages, params)
-    client.xadd(protocol.JOBS_STREAM, {"job": job.to_json()})
-    return job
-
-
 def wait_done(client, job: protocol.Job, timeout: float = 600) -> dict:
-    last, deadline = "0", time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        resp = client.xread({job.reply: last}, block=1000)
-        for entry_id, fields in (resp[0][1] if resp else []):
-            last = entry_id
-            event = protocol.decode_event(fields)
-            if event["event"] == "done":
-                return event
-            if event["event"] == "error":
-                raise RuntimeError(f"job failed: {event}")
-    raise TimeoutError(job.id)
+    """The job's `done` event (read from its reply stream as the bot reads it); an `error` raises."""
+    final = events(client, job.reply, timeout=timeout)[-1]
+    if final["event"] == "error":
+        raise RuntimeError(f"job failed: {final}")
+    return final

@@ -57,7 +57,7 @@ def main() -> None:
     # Bare and pipeline rounds alternate, so a shared machine's drift hits both alike; the figure is the
     # median of the per-round differences.
     bare, e2e = [], []
-    with private_redis() as (url, client), worker_process(url, args.preset, DEVICE="cpu",
+    with private_redis() as (url, client), worker_process(url, args.preset, device="cpu",
                                                           worker_delta_interval_s=0.15):
         for i in range(args.rounds + 3):
             bare.append(bare_round(photo(1000 + i)))

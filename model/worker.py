@@ -173,17 +173,16 @@ class Worker:
     def _take(self, deliveries: list[Delivery]) -> None:
         for d in deliveries:
             taken_at = time.monotonic()
-            reply = _reply_of(d.raw)
             if d.deliveries > self.settings.worker_max_deliveries:
                 reason = f"delivered {d.deliveries} times without finishing"
                 log.warning("job entry %s dead-lettered: %s", d.entry_id, reason)
-                self.queue.dead_letter(d, reply, reason)
+                self.queue.dead_letter(d, _reply_of(d.raw), reason)
                 self.metrics.errors.labels("dead_letter").inc()
                 continue
             try:
                 job = protocol.parse_job(d.raw or b"")
             except protocol.ProtocolError as exc:
-                self._fail(d, reply, exc.code, exc.message)
+                self._fail(d, _reply_of(d.raw), exc.code, exc.message)
                 continue
             if d.deliveries > 1:
                 if self.queue.has_final(job.reply):  # finished before the crash: only the ack was lost

@@ -78,16 +78,18 @@ def worker_thread(redis_url: str, model, **overrides):
         assert result.get("rc") == 0
 
 
-def start_worker_process(redis_url: str, name: str, **env) -> subprocess.Popen:
+def start_worker_process(redis_url: str, name: str, output=subprocess.PIPE, **env) -> subprocess.Popen:
+    """`python -m model.worker` (tiny preset, CPU unless `env` says otherwise). Long runs should pass
+    output=subprocess.DEVNULL: nobody reads the pipe until the worker exits, and a full pipe would stall it."""
     full_env = {**os.environ, "REDIS_URL": redis_url, "MODEL_PRESET": "tiny", "DEVICE": "cpu",
                 "WORKER_NAME": name, **{k.upper(): str(v) for k, v in env.items()}}
     return subprocess.Popen([sys.executable, "-m", "model.worker"], cwd=ROOT, env=full_env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            stdout=output, stderr=subprocess.STDOUT, text=True)
 
 
 def wait_ready(client: redis.Redis, name: str, proc: subprocess.Popen, timeout: float = 180.0) -> None:
     def ready():
         if proc.poll() is not None:
-            raise AssertionError(f"worker exited early:\n{proc.stdout.read()}")
+            raise AssertionError(f"worker exited early:\n{proc.stdout.read() if proc.stdout else ''}")
         return client.exists(protocol.heartbeat_key(name))
     wait_for(ready, timeout)
