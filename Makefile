@@ -33,10 +33,10 @@ test: install redis browser
 	$(PY) -m pytest -q -ra $(PYTEST_ARGS)
 
 lint: install
-	$(VENV)/bin/ruff check bot model training tests bench
+	$(VENV)/bin/ruff check bot model training local_bot_api tests bench
 
 demo: install redis
-	$(PY) -m bot.demo
+	$(PY) -m local_bot_api.demo
 
 bench: install redis
 	$(PY) bench/worker_throughput.py

@@ -15,8 +15,8 @@ from transformers import MistralConfig, MistralForCausalLM
 
 from model.config import preset_config
 from model.dialog import encode_dialog
-from model.generation import BatchGenerator, Request, SamplingParams
 from model.omnifusion import OmniFusion
+from model.serving.engine import BatchGenerator, Request, SamplingParams
 from model.tokenizer import build_tiny_tokenizer
 
 

@@ -12,7 +12,7 @@ from gpu_engine import build, sync
 from transformers import DynamicCache
 
 from model.dialog import encode_dialog
-from model.generation import BatchGenerator, Request, SamplingParams
+from model.serving.engine import BatchGenerator, Request, SamplingParams
 
 
 def timed(label, fn, device, n=30):

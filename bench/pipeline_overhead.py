@@ -20,8 +20,8 @@ from PIL import Image
 from model import protocol
 from model.checkpoint import load_model
 from model.dialog import encode_dialog
-from model.generation import SamplingParams, generate
 from model.images import load_image
+from model.serving.engine import SamplingParams, generate
 
 
 def photo(i: int) -> bytes:

@@ -21,7 +21,7 @@ from pathlib import Path
 import redis
 from redis.asyncio import Redis
 
-from bot.local_api import LocalBotAPI
+from local_bot_api import LocalBotAPI
 from model import protocol
 from tests.bot_harness import wait_until
 from tests.conftest import REDIS_HOST, REDIS_PORT, acquire_db, release_db

@@ -86,7 +86,7 @@ def main() -> None:
         print(f"CLIP every step:  {uncached:7.3f} samples/s")
 
         started = time.perf_counter()
-        from training.features import fill_cache  # the one-off cost, timed on its own
+        from training.feature_store import fill_cache  # the one-off cost, timed on its own
         from training.loop import _accelerator
 
         fill_cache(tmp / "cache", [f"{i}.jpg" for i in range(images)], tmp / "data", model,

@@ -25,8 +25,8 @@ from PIL import Image, ImageDraw
 
 from bench.stack import Stack
 from bot import keys
-from bot.local_api import StoredMessage
 from bot.locales import TEXTS
+from local_bot_api import StoredMessage
 
 
 def _prefix(template: str) -> str:

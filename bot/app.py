@@ -32,8 +32,8 @@ from bot.observability import BotMetrics, UserHasher, start_metrics_server
 from bot.services.access import AccessControl
 from bot.services.delivery import AnswerDelivery
 from bot.services.dialogs import DialogStore
+from bot.services.jobs import JobSubmitter
 from bot.services.outbox import Outbox
-from bot.services.queue import JobQueue
 from bot.services.replies import ReplyReader
 from bot.services.turns import TurnService
 from bot.settings import Settings
@@ -119,7 +119,7 @@ def create_dispatcher(settings: Settings, bot: Bot, redis: Redis) -> Dispatcher:
     )
     access = AccessControl(redis, settings.default_limit, settings.admin_ids)
     dialogs = DialogStore(redis, settings.dialog_max_turns, settings.dialog_ttl_s, settings.image_ttl_s)
-    queue = JobQueue(redis)
+    queue = JobSubmitter(redis)
     replies = ReplyReader(redis)
     delivery = AnswerDelivery(
         bot, access, queue, dialogs, outbox, metrics, hash_user, replies, settings.message_max_chars

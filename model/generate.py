@@ -82,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     from model.checkpoint import load_model
-    from model.generation import SamplingParams, generate_released, stream
+    from model.release.generation import generate_released
+    from model.serving.engine import SamplingParams, stream
 
     default_tokens = RELEASED_MAX_NEW_TOKENS if args.released else DEFAULT_MAX_NEW_TOKENS
     try:

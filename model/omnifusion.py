@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from PIL import Image
+from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from model import weights
 from model.adapter import Adapter
 from model.config import OmniFusionConfig
 from model.dialog import IGNORE, SPECIALS, EncodedDialog
+from model.tokenizer import load_tokenizer
 from model.vision import VisionEncoder
 
 
@@ -106,15 +111,35 @@ class OmniFusion(nn.Module):
         return self.llm(inputs_embeds=inputs_embeds, attention_mask=attention_mask, position_ids=position_ids,
                         labels=labels, **kwargs)
 
-    # --- checkpoints (model/checkpoint.py) -----------------------------------------------------------------
+    # --- checkpoints (files: model/weights.py) ------------------------------------------------------------
 
-    def save_pretrained(self, folder) -> None:
-        from model.checkpoint import save_pretrained
-
-        save_pretrained(self, folder)
+    def save_pretrained(self, folder: str | Path) -> None:
+        folder = Path(folder)
+        if getattr(self.llm, "is_loaded_in_8bit", False):
+            raise ValueError("an 8-bit model cannot be saved as a checkpoint; load it without LOAD_IN_8BIT first")
+        folder.mkdir(parents=True, exist_ok=True)
+        self.config.save(folder / weights.CONFIG_FILE)
+        save_file(weights.adapter_state(self), str(folder / weights.ADAPTER_FILE), metadata={"format": "pt"})
+        vision = {k: v.detach().contiguous().cpu() for k, v in self.vision.tower.state_dict().items()}
+        save_file(vision, str(folder / weights.VISION_FILE), metadata={"format": "pt"})
+        self.llm.save_pretrained(folder / self.config.llm_subfolder)
+        self.tokenizer.save_pretrained(folder / self.config.llm_subfolder)
 
     @classmethod
-    def from_pretrained(cls, folder, **kwargs) -> OmniFusion:
-        from model.checkpoint import from_pretrained
-
-        return from_pretrained(folder, **kwargs)
+    def from_pretrained(cls, folder: str | Path, device="auto", dtype=None, load_in_8bit: bool = False,
+                        device_map=None) -> OmniFusion:
+        folder = Path(folder)
+        if not (folder / weights.CONFIG_FILE).is_file():
+            hint = " (a released OmniFusion folder? convert it with `python -m model.convert SRC DST`)" \
+                if (folder / "projection.pt").exists() else ""
+            raise FileNotFoundError(f"{folder} has no {weights.CONFIG_FILE}{hint}")
+        cfg = OmniFusionConfig.load(folder / weights.CONFIG_FILE)
+        device = weights.resolve_device(device)
+        dtype = weights.resolve_dtype(device, dtype)
+        llm_folder = folder / cfg.llm_subfolder
+        llm = weights.load_llm(llm_folder, device, dtype, load_in_8bit, device_map)
+        model = cls(cfg, llm, load_tokenizer(llm_folder))
+        adapter_file, vision_file = folder / weights.ADAPTER_FILE, folder / weights.VISION_FILE
+        weights.load_adapter_state(model, load_file(str(adapter_file)), str(adapter_file))
+        weights.load_state_checked(model.vision.tower, load_file(str(vision_file)), str(vision_file))
+        return weights.place(model, device, dtype)

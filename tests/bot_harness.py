@@ -21,8 +21,8 @@ from PIL import Image
 from redis.asyncio import Redis
 
 from bot.app import create_bot, create_dispatcher, create_redis
-from bot.local_api import LocalBotAPI
 from bot.settings import Settings
+from local_bot_api import LocalBotAPI
 from model import protocol
 
 ADMIN_ID = 42

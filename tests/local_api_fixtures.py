@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.local_api import LocalBotAPI
+from local_bot_api import LocalBotAPI
 from tests.local_api_helpers import BOT_USERNAME, make_bot
 
 

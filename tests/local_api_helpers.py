@@ -9,7 +9,7 @@ from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from PIL import Image
 
-from bot.local_api import LocalBotAPI
+from local_bot_api import LocalBotAPI
 
 BOT_USERNAME = "omni_test_bot"
 

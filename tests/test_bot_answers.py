@@ -4,8 +4,8 @@ offline workers, blocked users. The worker here is a scripted stand-in speaking 
 from __future__ import annotations
 
 from bot.formatting import TELEGRAM_TEXT_LIMIT, to_html, utf16_len
-from bot.local_api.formatting import format_text
 from bot.services import delivery as delivery_module
+from local_bot_api.formatting import format_text
 from model import protocol
 from tests.bot_harness import BotUnderTest, ScriptedWorker, png
 

@@ -13,7 +13,7 @@ import pytest
 from redis.asyncio import Redis
 
 from bot.formatting import clean, has_visible_text, split_markdown, to_html, utf16_len
-from bot.local_api.formatting import format_text
+from local_bot_api.formatting import format_text
 from model import protocol
 from tests.bot_harness import ADMIN_ID, BotUnderTest, RealWorker, png, wait_until
 from tests.conftest import acquire_db, release_db

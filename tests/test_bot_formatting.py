@@ -8,7 +8,7 @@ import random
 import pytest
 
 from bot.formatting import TELEGRAM_TEXT_LIMIT, clean, split_markdown, tags_are_balanced, to_html, utf16_len
-from bot.local_api.formatting import format_text
+from local_bot_api.formatting import format_text
 
 
 def visible(markdown: str) -> tuple[str, list[dict]]:

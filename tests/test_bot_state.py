@@ -11,7 +11,7 @@ from redis.asyncio import Redis
 from bot import keys
 from bot.services.access import AccessControl
 from bot.services.dialogs import DialogStore
-from bot.services.queue import JobQueue
+from bot.services.jobs import JobSubmitter
 from model import protocol
 
 
@@ -153,7 +153,7 @@ async def test_release_only_removes_its_own_record_and_refund_gives_the_turn_bac
 
 async def test_queue_position_counts_undelivered_jobs_ahead(redis_url):
     redis = Redis.from_url(redis_url)
-    queue = JobQueue(redis)
+    queue = JobSubmitter(redis)
     queue.CACHE_S = 0  # look at Redis every time (the bot caches for a second)
     entries = [await queue.submit(protocol.new_job([user_turn(f"q{i}")])) for i in range(4)]
     assert [await queue.ahead_of(e) for e in entries] == [0, 1, 2, 3]  # no worker group yet: all wait

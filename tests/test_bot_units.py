@@ -12,10 +12,10 @@ from pydantic import ValidationError
 
 from bot.formatting import to_html
 from bot.i18n import Translator, pick_language
-from bot.local_api.formatting import format_text
 from bot.locales import TEXTS
 from bot.observability import JsonFormatter, RedactSecrets, UserHasher
 from bot.settings import Settings, parse_limit
+from local_bot_api.formatting import format_text
 from model.images import IMAGE_ERROR_CODES
 from model.protocol import ERROR_CODES
 

@@ -5,17 +5,12 @@ import json
 import pytest
 import torch
 
-from model.checkpoint import (
-    ADAPTER_FILE,
-    VISION_FILE,
-    from_pretrained,
-    load_model,
-    resolve_device,
-    resolve_dtype,
-)
+from model.checkpoint import load_model
 from model.config import OmniFusionConfig, preset_config
 from model.dialog import encode_dialog
-from model.generation import SamplingParams, generate
+from model.omnifusion import OmniFusion
+from model.serving.engine import SamplingParams, generate
+from model.weights import ADAPTER_FILE, VISION_FILE, resolve_device, resolve_dtype
 from tests.model_helpers import drawn_image, key, user
 
 
@@ -34,7 +29,7 @@ def logits_for(model, image):
 def test_save_load_round_trip_is_exact(model, tmp_path):
     model.save_pretrained(tmp_path)
     assert {p.name for p in tmp_path.iterdir()} >= {"config.json", ADAPTER_FILE, VISION_FILE, "llm"}
-    loaded = from_pretrained(tmp_path, device="cpu")
+    loaded = OmniFusion.from_pretrained(tmp_path, device="cpu")
     assert loaded.config == model.config
     img = drawn_image()
     a, ea = logits_for(model, img)
@@ -60,13 +55,13 @@ def test_shape_mismatch_names_the_key(model, tmp_path):
     cfg["adapter_ff"] = 96
     (tmp_path / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(ValueError, match=r"transformer_layer\.linear1\.weight"):
-        from_pretrained(tmp_path, device="cpu")
+        OmniFusion.from_pretrained(tmp_path, device="cpu")
 
 
 def test_released_folder_gets_a_conversion_hint(tmp_path):
     (tmp_path / "projection.pt").write_bytes(b"")
     with pytest.raises(FileNotFoundError, match="model.convert"):
-        from_pretrained(tmp_path)
+        OmniFusion.from_pretrained(tmp_path)
 
 
 def test_config_json_round_trip_and_unknown_keys(tmp_path):

@@ -14,13 +14,13 @@ import torch
 from safetensors.torch import load_file
 
 from model.adapter import Adapter
-from model.checkpoint import from_pretrained
-from model.clip_weights import ClipWeights
 from model.config import RELEASED_PROMPT, preset_config
-from model.convert import MISSING_CLIP, convert, infer_config, main
 from model.dialog import SPECIALS, encode_dialog
-from model.generation import SamplingParams, generate
-from model.release_pickle import ReleasedAdapter, load_projection
+from model.omnifusion import OmniFusion
+from model.release.clip_weights import ClipWeights
+from model.release.convert import MISSING_CLIP, convert, infer_config, main
+from model.release.pickles import ReleasedAdapter, load_projection
+from model.serving.engine import SamplingParams, generate
 from model.vision import VisionEncoder
 from tests.released_layout import PATCHES, SENTENCES, save_clip, save_projection, write_release
 
@@ -40,7 +40,7 @@ def converted(release, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def model(converted):
-    return from_pretrained(converted[0], device="cpu", dtype=torch.float32)
+    return OmniFusion.from_pretrained(converted[0], device="cpu", dtype=torch.float32)
 
 
 def _copy_release(release, tmp_path):

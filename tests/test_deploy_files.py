@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from bot.settings import Settings
-from model.settings import WorkerSettings
+from model.serving.settings import WorkerSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "docker-compose.yml"

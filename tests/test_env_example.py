@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from bot.settings import Settings
-from model.settings import WorkerSettings
+from model.serving.settings import WorkerSettings
 
 EXAMPLE = Path(__file__).resolve().parents[1] / ".env.example"
 TOKEN = "123456:TEST-token"

@@ -10,8 +10,9 @@ from PIL import Image, ImageDraw
 
 from model.checkpoint import load_model
 from model.generate import build_embeds, main, read_images
-from model.generation import SamplingParams, generate, generate_released
 from model.images import IMAGE_ERROR_CODES
+from model.release.generation import generate_released
+from model.serving.engine import SamplingParams, generate
 
 PROMPT = "What is on this photo?"
 

@@ -4,16 +4,16 @@ import pytest
 import torch
 
 from model.dialog import encode_dialog
-from model.generation import (
+from model.release.generation import generate_released
+from model.serving.engine import (
     BatchGenerator,
     Request,
     SamplingParams,
     generate,
-    generate_released,
     greedy_without_cache,
     stream,
 )
-from model.stopping import StopChecker
+from model.serving.stopping import StopChecker
 from model.tokenizer import IncrementalDecoder
 from tests.model_helpers import assistant, drawn_image, key, user
 

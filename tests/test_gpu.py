@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from model.dialog import encode_dialog
-from model.generation import SamplingParams, generate, greedy_without_cache
+from model.serving.engine import SamplingParams, generate, greedy_without_cache
 from tests.model_helpers import drawn_image, key, user
 
 pytestmark = pytest.mark.gpu

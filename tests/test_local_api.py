@@ -210,7 +210,7 @@ async def test_command_line_server_prints_its_url():
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "bot.local_api",
+        "local_bot_api",
         "--port",
         "0",
         "--token",

@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 from aiogram.exceptions import TelegramForbiddenError, TelegramRetryAfter, TelegramServerError
 
-from bot.local_api import LocalBotAPI
+from local_bot_api import LocalBotAPI
 from tests.local_api_helpers import make_bot, png
 
 pytest_plugins = ("tests.local_api_fixtures",)  # server, bot, user

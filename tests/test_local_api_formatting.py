@@ -6,8 +6,8 @@ import pytest
 from aiogram.exceptions import TelegramBadRequest
 from aiogram.types import BufferedInputFile
 
-from bot.local_api.entities import EntityParseError, UnsupportedParseMode, utf16_len
-from bot.local_api.formatting import format_text
+from local_bot_api.entities import EntityParseError, UnsupportedParseMode, utf16_len
+from local_bot_api.formatting import format_text
 from tests.local_api_helpers import png
 
 pytest_plugins = ("tests.local_api_fixtures",)  # server, bot, user

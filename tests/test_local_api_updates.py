@@ -11,7 +11,7 @@ from aiogram.exceptions import TelegramConflictError
 from aiohttp import web
 from PIL import Image
 
-from bot.local_api.updates import UpdateQueue
+from local_bot_api.updates import UpdateQueue
 from tests.local_api_helpers import png
 
 pytest_plugins = ("tests.local_api_fixtures",)  # server, bot, user

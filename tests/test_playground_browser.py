@@ -1,4 +1,4 @@
-"""The playground in a real browser against the real stack: `python -m bot.demo` (what `make demo` runs
+"""The playground in a real browser against the real stack: `python -m local_bot_api.demo` (what `make demo` runs
 without BOT_TOKEN: the local Bot API server, a worker on the tiny preset and `python -m bot`) as a
 subprocess on a private Redis database and a free port; headless Chromium opens the printed URL, sends a
 drawn photo with a question and a follow-up, and sees the answers stream in from the real bot and worker.
@@ -82,7 +82,7 @@ def wait_for(condition, within_s: float, what: str, every_s: float = 0.1):
 
 @pytest.fixture
 def demo(redis_url, tmp_path):
-    """`python -m bot.demo` on a private Redis database and a free port; yields the printed URL."""
+    """`python -m local_bot_api.demo` on a private Redis database and a free port; yields the printed URL."""
     log_path = tmp_path / "demo.log"
     env = {
         **os.environ,
@@ -96,12 +96,12 @@ def demo(redis_url, tmp_path):
     }
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "bot.demo"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+            [sys.executable, "-m", "local_bot_api.demo"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
         )
 
     def printed_url() -> str | None:
         if process.poll() is not None:
-            raise RuntimeError(f"bot.demo exited with {process.returncode}:\n{log_path.read_text()[-3000:]}")
+            raise RuntimeError(f"local_bot_api.demo exited with {process.returncode}:\n{log_path.read_text()[-3000:]}")
         found = re.search(r"OmniFusion playground: (\S+)", log_path.read_text(errors="replace"))
         return found.group(1) if found else None
 

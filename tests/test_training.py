@@ -19,11 +19,13 @@ import torch
 from PIL import Image, ImageDraw
 from safetensors.torch import load_file
 
-from model.checkpoint import adapter_state, build_in_memory, from_pretrained, load_adapter_state, load_model
+from model.checkpoint import build_in_memory, load_model
 from model.config import preset_config
 from model.dialog import encode_dialog
-from model.generation import SamplingParams, generate
+from model.omnifusion import OmniFusion
+from model.serving.engine import SamplingParams, generate
 from model.vision import VisionEncoder
+from model.weights import adapter_state, load_adapter_state
 from training import eval as evaluate
 from training import run
 from training.config import build_config
@@ -112,7 +114,7 @@ def work(tmp_path_factory):
     # on: a cosine schedule decaying to 0 at step 60 left it stuck on that plateau. A constant rate got past it
     # for each of 5 seeds tried (0.02 at step 60).
     assert joint.losses[-1] < 0.1, f"the joint run did not learn to read the images: {joint.losses[::10]}"
-    seeing = from_pretrained(root / "joint", device="cpu")
+    seeing = OmniFusion.from_pretrained(root / "joint", device="cpu")
     load_adapter_state(seeing, adapter_state(build_in_memory(preset_config("tiny").replace(seed=1))), "fresh")
     seeing.save_pretrained(root / "seeing")
     return SimpleNamespace(root=root, images=images, common=common, seeing=root / "seeing")
@@ -162,7 +164,7 @@ def test_stage2_from_stage1_trains_the_llm_never_clip(work, stage1):
 
 
 def test_loss_counts_only_answer_tokens(work):
-    model = from_pretrained(work.seeing, device="cpu").eval()
+    model = OmniFusion.from_pretrained(work.seeing, device="cpu").eval()
     trainee = Trainee(model, cached_features=False).eval()
 
     def loss(question: str, answer: str, follow_up: str) -> float:

@@ -8,7 +8,7 @@ import torch
 
 from model import protocol
 from model.dialog import encode_dialog
-from model.generation import SamplingParams, generate
+from model.serving.engine import SamplingParams, generate
 from tests.model_helpers import assistant, drawn_image, user
 from tests.worker_helpers import events, store_image, submit, wait_for, worker_thread
 
@@ -213,9 +213,9 @@ def test_answered_jobs_are_trimmed_but_never_pending_or_queued_ones(redis_url, r
         for j in done:
             final(events(redis_client, j.reply))
         worker.request_stop()
-    from model.jobqueue import JobQueue
+    from model.serving.jobs import JobConsumer
 
-    queue = JobQueue(redis_client, "trimmer", 60, 3)
+    queue = JobConsumer(redis_client, "trimmer", 60, 3)
     pending = submit(redis_client, [user("taken by a worker that died")])
     redis_client.xreadgroup(protocol.GROUP, "dead", {protocol.JOBS_STREAM: ">"})
     queued = submit(redis_client, [user("not delivered yet")])

@@ -59,8 +59,8 @@ def wait_for(condition, timeout: float = 30.0, every: float = 0.05):
 
 @contextlib.contextmanager
 def worker_thread(redis_url: str, model, **overrides):
-    from model.settings import WorkerSettings
-    from model.worker import Worker
+    from model.serving.settings import WorkerSettings
+    from model.serving.worker import Worker
 
     settings = WorkerSettings(redis_url=redis_url, worker_name=overrides.pop("worker_name", "t-worker"),
                               **overrides)

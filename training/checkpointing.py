@@ -1,6 +1,6 @@
 """Checkpoints: the model in our serving format plus what an exact resume needs.
 
-    <folder>/config.json, adapter.safetensors, vision.safetensors, llm/   model.checkpoint.save_pretrained
+    <folder>/config.json, adapter.safetensors, vision.safetensors, llm/   OmniFusion.save_pretrained
     <folder>/train_config.yaml   the resolved TrainConfig
     <folder>/progress.json       step, samples seen, data report (small, human-readable)
     <folder>/training_state.pt   optimizer, scheduler, RNG of process 0 (tensors and plain types only, so it
@@ -23,8 +23,8 @@ import torch
 from accelerate.utils import DistributedType
 from safetensors.torch import save_file
 
-from model.checkpoint import ADAPTER_FILE, CONFIG_FILE, VISION_FILE, save_pretrained
 from model.dialog import SPECIALS
+from model.weights import ADAPTER_FILE, CONFIG_FILE, VISION_FILE
 from training.config import PROGRESS_FILE, SAVED_CONFIG, STATE_FILE, TrainConfig
 
 SHARDED = (DistributedType.FSDP, DistributedType.DEEPSPEED)
@@ -51,7 +51,7 @@ def _save_model(accelerator, wrapped, folder: Path) -> None:
     model = accelerator.unwrap_model(wrapped).model
     if accelerator.distributed_type not in SHARDED:
         if accelerator.is_main_process:
-            save_pretrained(model, folder)
+            model.save_pretrained(folder)
         return
     # Sharded weights: gather a full state dict (a collective: every process takes part), then process 0
     # writes the same files as save_pretrained. UNTESTED here (no multi-GPU machine); see docs/training.md.

@@ -83,7 +83,7 @@ def vqa_accuracy(model, path: Path, image_root: Path | None, batch_size: int, ma
     import torch
 
     from model.dialog import encode_dialog
-    from model.generation import SamplingParams, generate
+    from model.serving.engine import SamplingParams, generate
     from training.data import read_image
 
     records, bad = read_jsonl(path)
@@ -141,10 +141,10 @@ def main(argv: list[str] | None = None) -> int:
 
     import yaml
 
-    from model.checkpoint import from_pretrained
+    from model.omnifusion import OmniFusion
     from training.config import SAVED_CONFIG, TrainConfig
 
-    model = from_pretrained(args.model, device=args.device)
+    model = OmniFusion.from_pretrained(args.model, device=args.device)
     prompt = args.caption_prompt
     if prompt is None:
         saved = Path(args.model) / SAVED_CONFIG

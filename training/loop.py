@@ -22,16 +22,18 @@ from safetensors.torch import load_file
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from model.checkpoint import ADAPTER_FILE, build_in_memory, from_pretrained, load_adapter_state
+from model.checkpoint import build_in_memory
 from model.config import preset_config
+from model.omnifusion import OmniFusion
+from model.weights import ADAPTER_FILE, load_adapter_state
 from training.checkpointing import load_training_state, prune_checkpoints, save_checkpoint
 from training.config import SAVED_CONFIG, TrainConfig
 from training.data import REASONS, DataReport, DialogDataset, collate, load_samples
-from training.features import fill_cache
-from training.metrics import Metrics, StepMeter
+from training.feature_store import fill_cache
 from training.optim import build_optimizer, build_scheduler
 from training.sampler import StepBatches
 from training.trainee import Trainee, freeze_for_stage
+from training.training_log import StepMeter, TrainingLog
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +73,7 @@ def prepare_model(cfg: TrainConfig, accelerator: Accelerator, model=None):
     source = (cfg.resume or cfg.init_from) if model is None else None
     if source:
         # Stage 1 never trains the LLM: load it straight in its frozen dtype (7B: 14 GB instead of 28).
-        model = from_pretrained(source, device="cpu", dtype=frozen if cfg.stage == 1 else torch.float32)
+        model = OmniFusion.from_pretrained(source, device="cpu", dtype=frozen if cfg.stage == 1 else torch.float32)
     elif model is None:
         model = build_in_memory(preset_config(cfg.preset).replace(seed=cfg.seed), device="cpu", dtype=torch.float32)
     parts = freeze_for_stage(model, cfg.stage, cfg.gradient_checkpointing)
@@ -174,7 +176,7 @@ def train(cfg: TrainConfig, model=None) -> TrainResult:
         if main:  # the saved counts are global already: one process carries them on
             runtime = DataReport.from_dict(progress["runtime_report"])
     out = Path(cfg.output_dir)
-    metrics, meter = Metrics(out, main, resume_step=step, stage=cfg.stage), StepMeter(world)
+    metrics, meter = TrainingLog(out, main, resume_step=step, stage=cfg.stage), StepMeter(world)
     stop = min(total, cfg.stop_at or total)
     bar = tqdm(total=total, initial=step, desc=f"stage {cfg.stage}", unit="step", disable=not main)
     last = out

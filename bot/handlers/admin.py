@@ -11,8 +11,8 @@ from bot.i18n import Translator
 from bot.menus import ADMIN_COMMANDS
 from bot.services.access import AccessControl
 from bot.services.delivery import AnswerDelivery
+from bot.services.jobs import JobSubmitter
 from bot.services.outbox import Outbox
-from bot.services.queue import JobQueue
 from bot.settings import parse_limit
 
 
@@ -111,7 +111,7 @@ def create_router() -> Router:
     async def stats(
         message: Message,
         access: AccessControl,
-        queue: JobQueue,
+        queue: JobSubmitter,
         delivery: AnswerDelivery,
         outbox: Outbox,
         t: Translator,

@@ -10,13 +10,13 @@ from bot.i18n import Translator
 from bot.menus import set_admin_menu
 from bot.services.access import AccessControl
 from bot.services.dialogs import DialogStore
+from bot.services.jobs import JobSubmitter
 from bot.services.outbox import Outbox
-from bot.services.queue import JobQueue
 from bot.services.turns import TurnService
 from bot.settings import Settings
 
 
-async def _cancel_inflight(message: Message, access: AccessControl, queue: JobQueue) -> bool:
+async def _cancel_inflight(message: Message, access: AccessControl, queue: JobSubmitter) -> bool:
     """Ask the worker to stop the user's answer in flight (the delivery task then shows "Stopped")."""
     record = await access.inflight(message.from_user.id)
     if record is None:
@@ -54,7 +54,7 @@ def create_router() -> Router:
         message: Message,
         outbox: Outbox,
         access: AccessControl,
-        queue: JobQueue,
+        queue: JobSubmitter,
         dialogs: DialogStore,
         t: Translator,
     ) -> None:
@@ -68,7 +68,7 @@ def create_router() -> Router:
 
     @router.message(Command("cancel"))
     async def cancel(
-        message: Message, outbox: Outbox, access: AccessControl, queue: JobQueue, t: Translator
+        message: Message, outbox: Outbox, access: AccessControl, queue: JobSubmitter, t: Translator
     ) -> None:
         # Nothing is sent on success: the answer's own message turns into "Stopped" within a second.
         if not await _cancel_inflight(message, access, queue):

@@ -23,9 +23,9 @@ from bot.i18n import Translator
 from bot.observability import BotMetrics, UserHasher
 from bot.services.access import AccessControl
 from bot.services.dialogs import DialogStore
+from bot.services.jobs import JobSubmitter
 from bot.services.message_chain import MessageChain
 from bot.services.outbox import ChatGone, Outbox
-from bot.services.queue import JobQueue
 from bot.services.replies import ReplyReader, Subscription
 from bot.services.retrying import until_redis_answers
 from model import protocol
@@ -57,7 +57,7 @@ class AnswerDelivery:
         self,
         bot: Bot,
         access: AccessControl,
-        queue: JobQueue,
+        queue: JobSubmitter,
         dialogs: DialogStore,
         outbox: Outbox,
         metrics: BotMetrics,

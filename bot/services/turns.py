@@ -24,9 +24,9 @@ from bot.observability import BotMetrics, UserHasher
 from bot.services.access import AccessControl
 from bot.services.delivery import AnswerDelivery
 from bot.services.dialogs import DialogStore
+from bot.services.jobs import JobSubmitter
 from bot.services.outbox import ChatGone, Outbox
 from bot.services.pictures import ImageRef, PictureFetcher, TurnProblem
-from bot.services.queue import JobQueue
 from bot.services.retrying import until_redis_answers
 from bot.settings import Settings
 from model import protocol
@@ -41,7 +41,7 @@ class TurnService:
         settings: Settings,
         access: AccessControl,
         dialogs: DialogStore,
-        queue: JobQueue,
+        queue: JobSubmitter,
         delivery: AnswerDelivery,
         outbox: Outbox,
         metrics: BotMetrics,

@@ -15,7 +15,7 @@ from model.images import ImageError, load_image
 from model.protocol import ProtocolError
 
 
-class FeatureCache:
+class ImageFeatureCache:
     def __init__(self, capacity: int):
         self.capacity = capacity
         self._items: OrderedDict[str, torch.Tensor] = OrderedDict()
@@ -40,7 +40,7 @@ class FeatureCache:
         return len(self._items)
 
 
-def image_features(model, client: redis.Redis, keys: list[str], cache: FeatureCache) -> list[torch.Tensor]:
+def image_features(model, client: redis.Redis, keys: list[str], cache: ImageFeatureCache) -> list[torch.Tensor]:
     """One [N, H] tensor per key, in order; misses are fetched together and encoded in one batch.
     Raises ProtocolError(image_missing | bad_image)."""
     found = {k: cache.get(k) for k in dict.fromkeys(keys)}

@@ -1,4 +1,4 @@
-"""python -m bot.local_api --port 8081 --token 123:ABC — serve the local Bot API and the playground page."""
+"""python -m local_bot_api --port 8081 --token 123:ABC — serve the local Bot API and the playground page."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from .server import DEFAULT_TOKEN, LocalBotAPI
 
 
 def _arguments() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bot.local_api", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m local_bot_api", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8081, help="port (0: any free port)")
     parser.add_argument("--token", action="append", help="bot token to accept (repeatable)")

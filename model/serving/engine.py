@@ -2,8 +2,8 @@
 
 `BatchGenerator` is the engine the worker drives (continuous batching: `add` prefills new requests and merges
 them into the running batch, `step` decodes one token for every row, finished rows leave at once).
-`generate` and `stream` are the one-call forms for scripts and tests; `generate_released` reproduces the
-released 3-beam settings.
+`generate` and `stream` are the one-call forms for scripts and tests. The release's own 3-beam settings are
+model/release/generation.py.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 import torch
 from transformers import DynamicCache
 
-from model.kvcache import BatchCache
-from model.stopping import StopChecker
+from model.serving.kvcache import BatchCache
+from model.serving.stopping import StopChecker
 from model.tokenizer import IncrementalDecoder
 
 
@@ -28,7 +28,7 @@ class SamplingParams:
     top_k: int = 0  # 0 = off
     seed: int | None = None  # None: a fresh random seed per request
     stop: tuple[str, ...] | None = None  # None: the model's prompt_stop
-    wrap_up: float = 0.0  # see model/stopping.py; 0 = off
+    wrap_up: float = 0.0  # see model/serving/stopping.py; 0 = off
 
     def __post_init__(self):
         problems = []
@@ -219,16 +219,3 @@ def greedy_without_cache(model, embeds: torch.Tensor, max_new_tokens: int) -> li
             break
         seq = torch.cat([seq, table(torch.tensor([[token]], device=seq.device)).to(seq.dtype)], dim=1)
     return out
-
-
-@torch.inference_mode()
-def generate_released(model, embeds: torch.Tensor, max_new_tokens: int = 50) -> str:
-    """The released settings: 3 beams, no 4-gram repeats, newline / ':' / EOS banned, first token dropped."""
-    tok = model.tokenizer
-    banned = [tok.encode(t, add_special_tokens=False)[-1:] for t in ("\n", ":")] + [[tok.eos_token_id]]
-    out = model.llm.generate(
-        inputs_embeds=embeds[None], attention_mask=torch.ones(1, embeds.shape[0], dtype=torch.long,
-                                                              device=embeds.device),
-        num_beams=3, do_sample=False, max_new_tokens=max_new_tokens, no_repeat_ngram_size=4,
-        bad_words_ids=[b for b in banned if b], early_stopping=True, pad_token_id=tok.pad_token_id)
-    return tok.decode(out[0][1:], skip_special_tokens=True).strip()

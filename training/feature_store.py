@@ -40,7 +40,7 @@ def vision_fingerprint(model) -> str:
     return h.hexdigest()
 
 
-class FeatureCache:
+class ClipFeatureStore:
     """Read side: path -> features [N, W] fp16, or None when the image is not cached (or would not decode)."""
 
     def __init__(self, folder: str | Path):
@@ -76,11 +76,11 @@ class FeatureCache:
 
 @torch.no_grad()
 def fill_cache(folder: str | Path, paths: list[str], image_root: Path, model, accelerator,
-               batch_size: int) -> FeatureCache:
+               batch_size: int) -> ClipFeatureStore:
     """Compute the features of every path not cached yet. All processes call this; each takes a share."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    cache = FeatureCache(folder)
+    cache = ClipFeatureStore(folder)
     fingerprint = vision_fingerprint(model)
     if cache.fingerprint not in (None, fingerprint):
         raise ValueError(f"feature cache {folder} was built by another vision encoder or preprocessing; "
@@ -136,4 +136,4 @@ def fill_cache(folder: str | Path, paths: list[str], image_root: Path, model, ac
             part.unlink()
     if mine:
         log.info("feature cache %s: this process added %d images, %d unreadable", folder, len(entries), len(failed))
-    return FeatureCache(folder)
+    return ClipFeatureStore(folder)

@@ -1,4 +1,4 @@
-"""Metrics: one CSV row per `log_every` steps, TensorBoard when it is installed, and the loss curve as a PNG
+"""The training log: one CSV row per `log_every` steps, TensorBoard when it is installed, and the loss curve as a PNG
 next to the checkpoints (like Figure 2 of the OmniFusion article: stage 1 and stage 2 side by side when the
 run started from a stage-1 output that has its own metrics.csv)."""
 
@@ -17,7 +17,7 @@ COLUMNS = ("step", "epoch", "loss", "lr", "llm_lr", "grad_norm", "samples_per_s"
            "elapsed_s")
 
 
-class Metrics:
+class TrainingLog:
     """Only the main process writes. On resume, rows after the resumed step are dropped: they belong to the
     interrupted run's future, which the resumed run replays."""
 

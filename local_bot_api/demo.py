@@ -1,7 +1,7 @@
-"""`make demo` (python -m bot.demo): a worker on the tiny model and the bot, as supervised subprocesses.
+"""`make demo` (python -m local_bot_api.demo): a worker on the tiny model and the bot, as supervised subprocesses.
 
 With BOT_TOKEN set (environment or .env) the bot talks to Telegram. Without it, the local Bot API server
-from bot.local_api is started too, the bot is pointed at it with TELEGRAM_API_URL, and the playground URL is
+from local_bot_api is started too, the bot is pointed at it with TELEGRAM_API_URL, and the playground URL is
 printed: a web chat with the very same `python -m bot`. Ctrl-C (or SIGTERM) stops everything; if any part
 dies, the rest is stopped too. Redis is expected to be running (the Makefile starts it).
 """
@@ -18,7 +18,7 @@ import urllib.request
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from bot.local_api import DEFAULT_TOKEN
+from local_bot_api import DEFAULT_TOKEN
 
 
 class DemoSettings(BaseSettings):
@@ -98,7 +98,7 @@ def main() -> int:
             port = _free(settings.demo_port)
             playground = f"http://127.0.0.1:{port}"
             api = supervisor.start(
-                "local Bot API", ["-m", "bot.local_api", "--port", str(port), "--token", DEFAULT_TOKEN], env
+                "local Bot API", ["-m", "local_bot_api", "--port", str(port), "--token", DEFAULT_TOKEN], env
             )
             _wait_http(f"{playground}/_control/bot", api)
             env.update(BOT_TOKEN=DEFAULT_TOKEN, TELEGRAM_API_URL=playground)

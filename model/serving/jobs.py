@@ -34,7 +34,7 @@ def _ms(entry_id: str) -> int:
     return int(entry_id.split("-")[0])
 
 
-class JobQueue:
+class JobConsumer:
     def __init__(self, client: redis.Redis, consumer: str, reply_ttl_s: int, max_deliveries: int):
         self.r = client
         self.consumer = consumer

@@ -28,7 +28,7 @@ class QueueState:
     workers: int  # live heartbeats
 
 
-class JobQueue:
+class JobSubmitter:
     # Every answer waiting in the queue asks for its position and for live workers every few seconds: both
     # are cached briefly, so a thousand waiting answers cost a few Redis calls a second, not thousands.
     CACHE_S = 1.0

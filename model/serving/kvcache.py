@@ -19,7 +19,7 @@ def _layers(cache: DynamicCache):
         _ = [(layer.keys, layer.values) for layer in layers]
     except AttributeError as exc:  # a transformers release that reorganised its cache
         raise RuntimeError("this transformers release has no DynamicCache.layers[i].keys/values; "
-                           "model/kvcache.py needs updating") from exc
+                           "model/serving/kvcache.py needs updating") from exc
     return layers
 
 
