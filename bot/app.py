@@ -120,7 +120,7 @@ def create_dispatcher(settings: Settings, bot: Bot, redis: Redis) -> Dispatcher:
     access = AccessControl(redis, settings.default_limit, settings.admin_ids)
     dialogs = DialogStore(redis, settings.dialog_max_turns, settings.dialog_ttl_s, settings.image_ttl_s)
     queue = JobSubmitter(redis)
-    replies = ReplyReader(redis)
+    replies = ReplyReader(redis, metrics)
     delivery = AnswerDelivery(
         bot, access, queue, dialogs, outbox, metrics, hash_user, replies, settings.message_max_chars
     )

@@ -4,6 +4,11 @@ Each answer being delivered waits on its own reply stream. One `XREAD BLOCK` per
 connection per answer (redis-py's pool stops at 100: a busy bot would run out). Instead a single task reads
 all the streams with one XREAD (it takes any number of keys) and hands each answer its events through a
 queue. Cost: at most one XREAD every BLOCK_MS when idle, whatever the number of answers.
+
+Everything in a reply stream is untrusted input shared by every user's answer: an entry that does not decode
+(invalid UTF-8, `"tokens": "abc"`), or a reply key that is not a stream (which fails the whole XREAD), fails
+only its own answer, with an `error` event of code `bad_reply`. Anything else that goes wrong in the task is
+logged and the task restarts after a pause (it is supervised), so no answer waits for a reader that died.
 """
 
 from __future__ import annotations
@@ -15,13 +20,21 @@ from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from bot.observability import BotMetrics
 from model import protocol
 
 log = logging.getLogger(__name__)
 
 Event = tuple[str, dict[str, Any]]  # (stream entry id, decoded event)
+BAD_REPLY = "bad_reply"  # the bot's own error code: the worker's reply could not be read
+
+
+def unreadable(reason: str) -> dict[str, str]:
+    """The event a broken reply stream ends with, shaped like the worker's own `error` events."""
+    return {"event": "error", "code": BAD_REPLY, "message": reason}
 
 
 class Subscription:
@@ -44,9 +57,11 @@ class Subscription:
 
 class ReplyReader:
     BLOCK_MS = 250  # also the longest a newly subscribed stream waits to be included
+    RESTART_PAUSE_S = 1.0  # after an unexpected failure of the task, and while Redis is unreachable
 
-    def __init__(self, redis: Redis):
+    def __init__(self, redis: Redis, metrics: BotMetrics):
         self.redis = redis
+        self.metrics = metrics
         self._subscriptions: dict[str, Subscription] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -56,7 +71,7 @@ class ReplyReader:
         self._subscriptions[stream] = subscription
         self._wake.set()
         if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._read_forever(), name="reply-reader")
+            self._task = asyncio.create_task(self._supervise(), name="reply-reader")
         return subscription
 
     def unsubscribe(self, subscription: Subscription) -> None:
@@ -70,6 +85,17 @@ class ReplyReader:
                 await self._task
             self._task = None
 
+    async def _supervise(self) -> None:
+        while True:
+            try:
+                await self._read_forever()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a bug must not leave every answer in flight waiting for its deadline
+                log.exception("the reply reader failed; restarting it")
+                self.metrics.errors.labels(where="reply_reader").inc()
+                await asyncio.sleep(self.RESTART_PAUSE_S)
+
     async def _read_forever(self) -> None:
         while True:
             if not self._subscriptions:
@@ -81,12 +107,47 @@ class ReplyReader:
                 found = await self.redis.xread(streams, block=self.BLOCK_MS, count=500)
             except (RedisConnectionError, RedisTimeoutError) as exc:  # Redis restarting: wait, do not fail
                 log.warning("reading reply streams failed, retrying: %s", exc)
-                await asyncio.sleep(1.0)
+                await asyncio.sleep(self.RESTART_PAUSE_S)
+                continue
+            except ResponseError as exc:  # WRONGTYPE: one key is not a stream, and XREAD refuses them all
+                if not await self._fail_non_streams(list(streams)):
+                    raise
+                log.warning("a reply key is not a stream: %s", exc)
                 continue
             for name, entries in found or []:
                 subscription = self._subscriptions.get(name.decode() if isinstance(name, bytes) else name)
                 if subscription is None:
                     continue  # delivered and gone meanwhile
-                for entry_id, fields in entries:
-                    subscription.after = entry_id.decode()
-                    subscription.events.put_nowait((subscription.after, protocol.decode_event(fields)))
+                self._hand_out(subscription, entries)
+
+    def _hand_out(self, subscription: Subscription, entries: list[tuple[Any, Any]]) -> None:
+        for entry_id, fields in entries:
+            subscription.after = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+            try:
+                event = protocol.decode_event(fields)
+            except Exception as exc:  # whatever a worker (or anyone with Redis access) wrote, it is one answer's
+                self._fail(subscription, f"entry {subscription.after} does not decode: {exc!r}")
+                return
+            subscription.events.put_nowait((subscription.after, event))
+
+    async def _fail_non_streams(self, names: list[str]) -> bool:
+        """Fail the answers whose reply key holds something other than a stream; False if none does."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for name in names:
+                pipe.type(name)
+            types = await pipe.execute()
+        failed = False
+        for name, kind in zip(names, types, strict=True):
+            kind = kind.decode() if isinstance(kind, bytes) else kind
+            subscription = self._subscriptions.get(name)
+            if kind not in ("stream", "none") and subscription is not None:
+                self._fail(subscription, f"the reply key holds a {kind}, not a stream")
+                failed = True
+        return failed
+
+    def _fail(self, subscription: Subscription, reason: str) -> None:
+        """End this answer with an error its user is told about, and stop reading its stream."""
+        log.warning("unreadable reply stream %s: %s", subscription.stream, reason)
+        self.metrics.errors.labels(where="reply_stream").inc()
+        subscription.events.put_nowait((subscription.after, unreadable(reason)))
+        self.unsubscribe(subscription)
