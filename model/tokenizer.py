@@ -3,9 +3,12 @@ incremental decoder that turns a growing list of token ids into text deltas."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
-from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
+import sentencepiece
+from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
+from transformers.tokenization_utils_sentencepiece import SentencePieceBackend
 
 SPECIAL_TOKENS = {"unk_token": "<unk>", "bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>"}
 
@@ -36,11 +39,57 @@ def build_tiny_tokenizer(vocab_size: int) -> PreTrainedTokenizerFast:
     return PreTrainedTokenizerFast(tokenizer_object=tok, **SPECIAL_TOKENS)
 
 
+class SentencePieceTokenizer(SentencePieceBackend):
+    """SentencePiece itself decides every id, as in the release (its code loads the tokenizer with
+    `use_fast=False`). Transformers 5 has no slow LlamaTokenizer any more, and the fast one it converts from the
+    same tokenizer.model splits whitespace runs differently (`"a  b"`: [264, 259, 28726] instead of SentencePiece's
+    [264, 28705, 287]); a model fine-tuned on the slow ids would then read text it was never trained on."""
+
+    def _tokenize(self, text: str, **kwargs) -> list[str]:
+        return self.sp_model.encode(text, out_type=str)
+
+    def convert_tokens_to_string(self, tokens: list[str]) -> str:
+        # SentencePiece's own decoder: byte-fallback pieces become characters, and only the dummy-prefix space of
+        # the first piece is dropped (the base class strips both ends and leaves "<0xE2>" pieces as they are).
+        return self.sp_model.decode_pieces(tokens)
+
+
 def load_tokenizer(folder: str | Path) -> PreTrainedTokenizerBase:
-    tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    """The class follows from the files alone, never from stray ones beside them (AutoTokenizer picks another
+    class when a config.json lies in the folder): a SentencePiece `tokenizer.model` -> SentencePieceTokenizer,
+    even if a tokenizer.json is there too; otherwise a `tokenizer.json` (our own BPE tokenizers) ->
+    PreTrainedTokenizerFast."""
+    folder = Path(folder)
+    if (folder / "tokenizer.model").is_file():
+        tokenizer = _load_sentencepiece(folder)
+    elif (folder / "tokenizer.json").is_file():
+        tokenizer = PreTrainedTokenizerFast.from_pretrained(str(folder))
+    else:
+        raise FileNotFoundError(f"{folder} has neither tokenizer.model (SentencePiece) nor tokenizer.json")
     if tokenizer.pad_token_id is None:  # Mistral's tokenizer has none; padding is masked out anyway
         tokenizer.pad_token = tokenizer.unk_token or tokenizer.eos_token
     return tokenizer
+
+
+def _load_sentencepiece(folder: Path) -> SentencePieceTokenizer:
+    config_file = folder / "tokenizer_config.json"
+    config = json.loads(config_file.read_text()) if config_file.is_file() else {}
+    sp = sentencepiece.SentencePieceProcessor(model_file=str(folder / "tokenizer.model"))
+    # Added tokens would need ids past SentencePiece's vocabulary, which it cannot produce; the release has none.
+    extra = [t.get("content") for i, t in config.get("added_tokens_decoder", {}).items()
+             if int(i) >= sp.get_piece_size()]
+    if extra or (folder / "added_tokens.json").is_file():
+        raise ValueError(f"{folder}: tokens added beyond the SentencePiece vocabulary ({extra or 'added_tokens.json'}) "
+                         f"are not supported")
+    # Special tokens come from the model itself, so a config cannot move them.
+    specials = {name: sp.id_to_piece(i) for name, i in (("unk_token", sp.unk_id()), ("bos_token", sp.bos_id()),
+                                                        ("eos_token", sp.eos_id()), ("pad_token", sp.pad_id()))
+                if i >= 0}
+    bos, eos = config.get("add_bos_token", True), config.get("add_eos_token", False)  # LlamaTokenizer's defaults
+    pattern = {(True, False): "bos", (True, True): "bos_eos", (False, True): "eos"}.get((bos, eos), "none")
+    # legacy=True: the base class would otherwise edit the model (drop the dummy prefix) before we use it.
+    return SentencePieceTokenizer(vocab_file=str(folder / "tokenizer.model"), legacy=True,
+                                  special_tokens_pattern=pattern, name_or_path=str(folder), **specials)
 
 
 def encode_segment(tokenizer: PreTrainedTokenizerBase, text: str) -> list[int]:

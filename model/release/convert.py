@@ -42,9 +42,13 @@ RELEASE_FILES = ("projection.pt", "special_embeddings.pt", "tuned-model", "token
 TOKENIZER_FILES = {"tokenizer.json", "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json",
                    "added_tokens.json"}
 PICKLE_SUFFIXES = {".bin", ".pt", ".pth", ".pkl", ".ckpt"}
-# Probes for the tokenizer check: the released prompt plus the other scripts and symbols users type.
+# Probes for the tokenizer check: the released prompt plus the other scripts and symbols users type, and the
+# whitespace that a fast tokenizer converted from tokenizer.model splits differently (runs, tabs, indentation,
+# a leading space).
 TOKENIZER_PROBES = (RELEASED_PROMPT, "What is on this photo?", "Что изображено на картинке?",
-                    "In 2024: 3.14 + x = «42»\n- item")
+                    "In 2024: 3.14 + x = «42»\n- item", "a  b   c    d", "\tkey:\tvalue\t\t",
+                    "def f(x):\n    if x:\n        return 1\n\treturn 2", " leading space, trailing  ",
+                    "Ёжик  в тумане\n  — да", "emoji 😀👍🏽 and 🇷🇺 flags", "line\r\nbreaks\n\n\nend")
 DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
 
 
