@@ -12,7 +12,8 @@ from model.checkpoint import build_in_memory
 from model.config import preset_config
 from model.dialog import IGNORE
 from model.tokenizer import encode_segment
-from training.data import ClipPreprocess, DialogDataset, caption_sample, collate, llava_sample, load_samples
+from training import data
+from training.data import ClipPreprocess, DialogDataset, Sample, collate, llava_sample, load_samples
 from training.sampler import StepBatches
 
 
@@ -56,7 +57,7 @@ def test_llava_text_only_and_broken_records():
     assert llava_sample({"id": "x"}) == "empty_conversation"
     assert llava_sample({"conversations": [{"from": "human", "value": "hi"}]}) == "no_answer"
     assert llava_sample({"conversations": [{"from": "alien", "value": "hi"}]}) == "unknown_role"
-    assert caption_sample({"image": "a.png", "caption": "  "}, "p") == "bad_record"
+    assert data.caption_sample({"image": "a.png", "caption": "  "}, "p") == "bad_record"
 
 
 def test_load_samples_counts_every_kind_of_bad_record(tmp_path):
@@ -88,8 +89,6 @@ def test_dataset_labels_truncation_and_runtime_skips(model, tmp_path):
     turns = [{"role": r, "content": [{"type": "text", "text": t}]}
              for r, t in [("user", "first question"), ("assistant", "first answer"),
                           ("user", "second question"), ("assistant", "second answer")]]
-    from training.data import Sample
-
     image_turn = [{"role": "user", "content": [{"type": "image", "key": "blue.png"}, {"type": "text", "text": "q"}]},
                   {"role": "assistant", "content": [{"type": "text", "text": "blue"}]}]
     broken = [{"role": "user", "content": [{"type": "image", "key": "broken.png"}, {"type": "text", "text": "q"}]},
@@ -127,3 +126,90 @@ def test_step_batches_depend_on_seed_and_epoch_only():
     for step in range(50 // 12):
         mine = [set(sum(two[r][step * 3:(step + 1) * 3], [])) for r in (0, 1)]
         assert not mine[0] & mine[1] and len(mine[0] | mine[1]) == 12  # the processes split each step's samples
+
+
+def test_image_paths_outside_the_root_are_refused_without_looking(tmp_path):
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    (root / "sub").mkdir(parents=True)
+    outside.mkdir()
+    Image.new("RGB", (8, 8), "red").save(root / "sub" / "ok.png")
+    Image.new("RGB", (8, 8), "red").save(outside / "private.png")
+    lines = [{"image": "sub/ok.png", "caption": "inside"},
+             {"image": "sub/../sub/ok.png", "caption": "inside, in a roundabout way"},
+             {"image": "../outside/private.png", "caption": "exists, outside"},
+             {"image": "sub/../../outside/gone.png", "caption": "does not exist, outside"},
+             {"image": str(outside / "private.png"), "caption": "absolute, exists"},
+             {"image": str(outside / "gone.png"), "caption": "absolute, does not exist"},
+             {"id": "l", "image": ["sub/ok.png", "../outside/private.png"], "conversations": [
+                 {"from": "human", "value": "<image><image> Compare."}, {"from": "gpt", "value": "Alike."}]}]
+    data = root / "data.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in lines))
+    samples, report, _ = load_samples(data, None, "Describe.")
+    assert [s.images for s in samples] == [["sub/ok.png"], ["sub/../sub/ok.png"]]
+    # The same reason whether the outside file exists or not: the report tells nothing about other folders.
+    assert dict(report.skipped) == {"outside_root": 5}
+    assert "5 image paths outside image_root" in report.summary()
+
+    allowed, report, _ = load_samples(data, None, "Describe.", allow_absolute_images=True)
+    assert [s.images for s in allowed][2:] == [[str(outside / "private.png")]]
+    assert dict(report.skipped) == {"outside_root": 3, "missing_image": 1}  # `..` is refused all the same
+
+
+def test_real_world_quirks_of_llava_and_sharegpt_files(tmp_path):
+    records = [{"id": "bom", "conversations": [{"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}]},
+               {"id": "roles", "conversations": [{"from": "human", "value": "q"}, {"from": "chatgpt", "value": "a"},
+                                                 {"from": "human", "value": "q2"}, {"from": "Bing", "value": "b"},
+                                                 {"from": "human", "value": "q3"}, {"from": "bard", "value": "c"}]},
+               {"id": "string", "conversations": json.dumps([{"from": "human", "value": "q"},
+                                                             {"from": "gpt", "value": "a"}])},
+               {"id": "garbled", "conversations": "[{not json"},
+               {"id": "dict", "conversations": {"from": "human", "value": "q"}},
+               {"id": "system", "system": "You are a pirate.", "conversations": [
+                   {"from": "human", "value": "q"}, {"from": "gpt", "value": "Arr."}]}]
+    data = tmp_path / "sharegpt.json"
+    data.write_text(json.dumps(records), encoding="utf-8-sig")  # a byte-order mark, as Windows editors write
+    samples, report, _ = load_samples(data, None, "Describe.")
+    assert report.total == 6 and dict(report.skipped) == {"bad_conversations": 2}
+    bom, roles, string, system = samples
+    assert [m["role"] for m in roles.messages] == ["user", "assistant"] * 3
+    assert string.messages == bom.messages
+    assert system.messages[0] == {"role": "system", "content": [{"type": "text", "text": "You are a pirate."}]}
+
+    jsonl = tmp_path / "bom.jsonl"
+    jsonl.write_text("".join(json.dumps(r) + "\n" for r in records[:2]), encoding="utf-8-sig")
+    assert len(load_samples(jsonl, None, "Describe.")[0]) == 2
+
+
+def test_a_dialog_starts_with_the_user_and_ends_with_an_answer():
+    sample = llava_sample({"image": "a.png", "conversations": [
+        {"from": "gpt", "value": "Hello! Send me a picture."}, {"from": "human", "value": "<image>\nWhat is it?"},
+        {"from": "gpt", "value": "A cat."}, {"from": "human", "value": "<image> And this one?"}]})
+    assert [m["role"] for m in sample.messages] == ["user", "assistant"]  # like LLaVA: the greeting is not trained
+    assert _images(sample.messages[0]) == ["a.png"] and sample.images == ["a.png"]
+    assert llava_sample({"conversations": [{"from": "gpt", "value": "Hi"}, {"from": "human", "value": "q"}]}) \
+        == "no_answer"
+
+
+def test_a_file_that_does_not_parse_is_named(tmp_path):
+    broken = tmp_path / "broken.json"
+    broken.write_text('[{"image": "a.png", "caption": "x"},\n {"image": ]')
+    with pytest.raises(ValueError, match=r"broken\.json: not valid JSON \(Expecting value at line 2, column 12\)"):
+        load_samples(broken, None, "Describe.")
+    latin = tmp_path / "latin.jsonl"
+    latin.write_bytes('{"image": "a.png", "caption": "café"}\n'.encode("latin-1"))
+    with pytest.raises(ValueError, match=r"latin\.jsonl: not UTF-8 text"):
+        load_samples(latin, None, "Describe.")
+
+
+def test_a_sample_without_trained_tokens_is_a_counted_skip(model, tmp_path):
+    turns = [{"role": r, "content": [{"type": "text", "text": t}]}
+             for r, t in [("user", "first question"), ("assistant", "first answer"),
+                          ("user", "second question " * 20), ("assistant", "")]]
+    cfg = model.config.replace(prompt_append_eos=False)  # the stage-1 preset: no EOS to train on
+    full = DialogDataset([Sample(turns, [])], model.tokenizer, cfg, 2048, tmp_path)[0]["dialog"]
+    assert data.trained_tokens(full) == len(encode_segment(model.tokenizer, "first answer"))
+    # Truncation keeps the last turn, whose answer is empty: nothing is left to learn from.
+    cut = DialogDataset([Sample(turns, [])], model.tokenizer, cfg, len(full) - 3, tmp_path)
+    assert cut[0] == "no_trained_tokens"
+    batch = collate([cut[0]])
+    assert len(batch) == 0 and dict(batch.report.skipped) == {"no_trained_tokens": 1}

@@ -53,7 +53,10 @@ class TrainConfig:
     """Training data: JSONL of captions {"image", "caption"}, or LLaVA JSON (a list of {"id", "image"?,
     "conversations"}), or LLaVA records as JSONL. Records of both kinds may be mixed."""
     image_root: str | None = None
-    """Folder that relative image paths start from; empty: the data file's folder."""
+    """Folder that relative image paths start from; empty: the data file's folder. A path that climbs out of it
+    with `..` is skipped and counted, so a data file cannot make training read files elsewhere."""
+    allow_absolute_images: bool = False
+    """Accept absolute image paths in the data and read them where they point (off: skipped and counted)."""
     caption_prompt: str = "Describe the image briefly."
     """User turn put before each caption, so a caption sample looks like a one-turn dialog."""
     max_length: int = 2048

@@ -4,15 +4,17 @@ Two record kinds, mixed freely in one file (a JSON list, or JSONL with one recor
     caption:  {"image": "rel/path.jpg", "caption": "..."}                         (stage 1)
     LLaVA:    {"id", "image"?, "conversations": [{"from": "human", "value": "<image>\\n..."}, ...]}
 
-Nothing about bad data is fatal. What can be checked up front (JSON, structure, image files present) is
-counted while reading; what shows only later (undecodable images, dialogs longer than the context) is counted
-as batches are built. Both end up in one `DataReport`.
+Nothing about bad records is fatal (only a file that is not JSON or UTF-8 at all is). What can be checked up
+front (JSON, structure, image paths inside the image root, image files present) is counted while reading; what
+shows only later (undecodable images, dialogs longer than the context, samples left without a trained token)
+is counted as batches are built. Both end up in one `DataReport`.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,25 +24,30 @@ import torch
 from torch.utils.data import Dataset
 
 from model.config import OmniFusionConfig
-from model.dialog import DialogTooLong, encode_dialog
+from model.dialog import IGNORE, DialogTooLong, EncodedDialog, encode_dialog
 from model.images import ImageError, load_image, prepare_for_clip
 
 log = logging.getLogger(__name__)
 
 IMAGE_TAG = "<image>"
+# ShareGPT-derived sets (LLaVA's, Vicuna's) name the assistant after the chatbot a dialog was taken from.
 ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "bot": "assistant",
-         "model": "assistant", "system": "system"}
+         "model": "assistant", "chatgpt": "assistant", "bing": "assistant", "bard": "assistant",
+         "system": "system"}
 
 # Skip reasons, in the order the report prints them.
 REASONS = {
     "broken_json": "lines that are not valid JSON",
     "bad_record": "records that are neither a caption nor a conversation",
+    "bad_conversations": "'conversations' that are not a list of turns",
     "empty_conversation": "empty conversations",
     "no_answer": "conversations without an assistant answer",
     "unknown_role": "turns with an unknown 'from'",
+    "outside_root": "image paths outside image_root",
     "missing_image": "image files that do not exist",
     "unreadable_image": "images that could not be decoded",
     "too_long": "samples whose last turn alone exceeds max_length",
+    "no_trained_tokens": "samples left without an answer token to train on",
 }
 
 
@@ -80,20 +87,29 @@ class Sample:
 # --- reading records ------------------------------------------------------------------------------------------
 
 def read_records(path: Path, report: DataReport) -> list:
-    """A JSON list, or JSONL where a broken line is counted and skipped."""
-    text = path.read_text(encoding="utf-8")
+    """A JSON list, or JSONL where a broken line is counted and skipped. A byte-order mark is allowed (editors
+    on Windows write one); a file that is not UTF-8, or a JSON list that does not parse, stops with its name."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason})") from None
     if text.lstrip().startswith("["):
-        records = json.loads(text)  # one document: if it is broken there is nothing to salvage line by line
+        try:
+            records = json.loads(text)  # one document: if it is broken there is nothing to salvage line by line
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from None
         report.total += len(records)
         return records
     records = []
-    for line in text.splitlines():
+    for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         report.total += 1
         try:
             records.append(json.loads(line))
-        except json.JSONDecodeError:
+        except json.JSONDecodeError as exc:
+            if not report.skipped["broken_json"]:  # the first one tells people where to look; the count says the rest
+                log.warning("%s: line %d is not valid JSON (%s)", path, number, exc.msg)
             report.skipped["broken_json"] += 1
     return records
 
@@ -115,23 +131,45 @@ def caption_sample(record: dict, caption_prompt: str) -> Sample | str:
                    {"role": "assistant", "content": [_part_text(caption.strip())]}], [image])
 
 
+def _turns(record: dict) -> list | str:
+    """The record's turns, or why there are none. Some exporters store the list as a JSON string."""
+    turns = record.get("conversations")
+    if isinstance(turns, str) and turns.strip():
+        try:
+            turns = json.loads(turns)
+        except json.JSONDecodeError:
+            return "bad_conversations"
+    if not turns:
+        return "empty_conversation"
+    return turns if isinstance(turns, list) else "bad_conversations"
+
+
 def llava_sample(record: dict) -> Sample | str:
     """LLaVA conversations -> messages. The k-th `<image>` tag puts the k-th image into that turn (our layout
-    places it before the turn's USER vector); images without a tag go to the first user turn, as released."""
-    turns = record.get("conversations")
-    if not isinstance(turns, list) or not turns:
-        return "empty_conversation"
+    places it before the turn's USER vector); images without a tag go to the first user turn, as released.
+    A top-level "system" text replaces the default prompt. Like LLaVA, a dialog starts with the user: leading
+    assistant turns are dropped. Trailing user turns are dropped too: nothing after the last answer changes
+    the loss (the LLM is causal), and kept they would be what truncation saves instead of that answer."""
+    turns = _turns(record)
+    if isinstance(turns, str):
+        return turns
     images = record.get("image") or []
     images = [images] if isinstance(images, str) else images
-    if not isinstance(images, list) or not all(isinstance(i, str) and i for i in images):
+    system = record.get("system")
+    if not isinstance(images, list) or not all(isinstance(i, str) and i for i in images) \
+            or not isinstance(system, str | None):
         return "bad_record"
     messages, pending = [], list(images)
+    if system and system.strip():
+        messages.append({"role": "system", "content": [_part_text(system.strip())]})
     for turn in turns:
         if not isinstance(turn, dict) or not isinstance(turn.get("value"), str):
             return "bad_record"
         role = ROLES.get(str(turn.get("from", "")).lower())
         if role is None:
             return "unknown_role"
+        if role == "assistant" and not any(m["role"] == "user" for m in messages):
+            continue
         value = turn["value"]
         tagged = [pending.pop(0) for _ in range(min(value.count(IMAGE_TAG), len(pending)))] if role == "user" else []
         text = value.replace(IMAGE_TAG, "").strip()
@@ -141,13 +179,25 @@ def llava_sample(record: dict) -> Sample | str:
         if first_user is None:
             return "bad_record"
         first_user["content"][:0] = [_part_image(k) for k in pending]
+    while messages and messages[-1]["role"] == "user":
+        messages.pop()
     if not any(m["role"] == "assistant" and m["content"][-1]["text"] for m in messages):
         return "no_answer"
-    return Sample(messages, images)
+    kept = [p["key"] for m in messages for p in m["content"] if p["type"] == "image"]
+    return Sample(messages, kept)
 
 
-def load_samples(path: str | Path, image_root: str | Path | None, caption_prompt: str,
-                 check_files: bool = True) -> tuple[list[Sample], DataReport, Path]:
+def outside_root(key: str, allow_absolute: bool) -> bool:
+    """Whether an image path from the data leaves the image root: absolute (unless allowed) or climbing out
+    with `..`. Judged on the text alone, before the file system is asked anything, so the skip report never
+    tells which outside files exist. Symlinks inside the root are followed: whoever put them there chose to."""
+    if os.path.isabs(key):
+        return not allow_absolute
+    return os.path.normpath(key).split(os.sep)[0] == os.pardir
+
+
+def load_samples(path: str | Path, image_root: str | Path | None, caption_prompt: str, check_files: bool = True,
+                 allow_absolute_images: bool = False) -> tuple[list[Sample], DataReport, Path]:
     """-> (usable samples, report of what was skipped, the image root)."""
     path = Path(path)
     root = Path(image_root) if image_root else path.parent
@@ -162,8 +212,11 @@ def load_samples(path: str | Path, image_root: str | Path | None, caption_prompt
             sample = caption_sample(record, caption_prompt)
         else:
             sample = "bad_record"
-        if isinstance(sample, Sample) and check_files and not all((root / i).is_file() for i in sample.images):
-            sample = "missing_image"
+        if isinstance(sample, Sample):
+            if any(outside_root(i, allow_absolute_images) for i in sample.images):
+                sample = "outside_root"
+            elif check_files and not all((root / i).is_file() for i in sample.images):
+                sample = "missing_image"
         if isinstance(sample, str):
             report.skipped[sample] += 1
         else:
@@ -183,6 +236,11 @@ class ClipPreprocess:
 
     def __call__(self, image) -> torch.Tensor:  # [3, S, S]
         return self.transform(prepare_for_clip(image, self.size, self.max_aspect))
+
+
+def trained_tokens(dialog: EncodedDialog) -> int:
+    """Answer tokens the loss counts: a label at position 0 has no prediction before it (labels are shifted)."""
+    return sum(1 for label in dialog.labels()[1:] if label != IGNORE)
 
 
 def read_image(path: Path):
@@ -212,6 +270,8 @@ class DialogDataset(Dataset):
             dialog = encode_dialog(self.samples[i].messages, self.tokenizer, self.cfg, max_tokens=self.max_length)
         except DialogTooLong:
             return "too_long"
+        if not trained_tokens(dialog):  # e.g. truncation kept only a turn whose answer is empty
+            return "no_trained_tokens"
         images = []
         for key in dialog.image_keys:
             if self.features is not None:
@@ -231,6 +291,8 @@ class MicroBatch:
 
     def __init__(self, dialogs: list, images: torch.Tensor | None, report):
         self.dialogs, self.images, self.report = dialogs, images, report  # images: pixels or cached features
+        self.trained_tokens = sum(trained_tokens(d) for d in dialogs)  # what the loss is averaged over
+        self.tokens = sum(len(d) for d in dialogs)  # the sequence length the LLM runs over
 
     def __len__(self) -> int:
         return len(self.dialogs)
