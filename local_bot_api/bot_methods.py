@@ -1,13 +1,16 @@
-"""Bot API methods about the bot itself: identity, updates, webhook, command menus, files, chats."""
+"""Bot API methods about the bot itself: identity, updates, webhook, command menus, descriptions, files,
+chats."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from .errors import CONFLICT_WEBHOOK, ApiError, bad_request
+from .files import MAX_DOWNLOAD
 from .params import Params
-from .state import MAX_DOWNLOAD, BotAccount, Webhook
+from .state import BotAccount, Webhook
 
 if TYPE_CHECKING:
     from .server import LocalBotAPI
@@ -24,6 +27,7 @@ _SCOPES = {
     "chat_member",
 }
 ScopeKey = tuple[str, int | None, int | None, str]
+Handler = Callable[["LocalBotAPI", BotAccount, Params], Awaitable[Any]]
 
 
 async def get_me(api: LocalBotAPI, bot: BotAccount, p: Params) -> dict[str, Any]:
@@ -68,13 +72,19 @@ async def get_webhook_info(api: LocalBotAPI, bot: BotAccount, p: Params) -> dict
     return bot.webhook.info(bot.updates.pending_count, bot.updates.allowed)
 
 
+def language(language_code: str | None) -> str:
+    """A two-letter ISO 639-1 code, or "" for every language without a setting of its own."""
+    code = language_code or ""
+    if code and not re.match(r"^[a-z]{2}$", code):
+        raise bad_request("invalid language code specified")
+    return code
+
+
 def scope_key(scope: Any, language_code: str | None) -> ScopeKey:
     """Where a command list is stored: (scope type, chat_id, user_id, language code)."""
-    language = language_code or ""
-    if language and not re.match(r"^[a-z]{2}$", language):
-        raise bad_request("invalid language code specified")
+    language_ = language(language_code)
     if scope is None:
-        return ("default", None, None, language)
+        return ("default", None, None, language_)
     if not isinstance(scope, dict) or scope.get("type") not in _SCOPES:
         raise bad_request("can't parse BotCommandScope JSON object")
     kind = scope["type"]
@@ -89,7 +99,7 @@ def scope_key(scope: Any, language_code: str | None) -> ScopeKey:
             user_id = int(scope["user_id"])
         except (KeyError, TypeError, ValueError):
             raise bad_request("invalid user_id specified") from None
-    return (kind, chat_id, user_id, language)
+    return (kind, chat_id, user_id, language_)
 
 
 async def set_my_commands(api: LocalBotAPI, bot: BotAccount, p: Params) -> bool:
@@ -178,14 +188,31 @@ async def get_chat_member(api: LocalBotAPI, bot: BotAccount, p: Params) -> dict[
     return result
 
 
-async def answer_callback_query(api: LocalBotAPI, bot: BotAccount, p: Params) -> bool:
-    query_id = p.str("callback_query_id", required=True) or ""
-    if query_id not in bot.callback_answers or bot.callback_answers[query_id] is not None:
-        raise bad_request("query is too old and response timeout expired or query ID is invalid")
-    answer = {"text": p.str("text"), "show_alert": p.bool("show_alert"), "url": p.str("url")}
-    bot.callback_answers[query_id] = answer
-    api.emit(bot, "callback_answer", None, callback_query_id=query_id, answer=answer)
-    return True
+# What users see in an empty chat ("What can this bot do?") and on the bot's profile and share links.
+DESCRIPTION_LIMITS = {"description": 512, "short_description": 120}
+
+
+def _description_setter(kind: str) -> Handler:
+    async def set_description(api: LocalBotAPI, bot: BotAccount, p: Params) -> bool:
+        key = (kind, language(p.str("language_code")))
+        text = p.str(kind) or ""
+        if len(text) > DESCRIPTION_LIMITS[kind]:
+            raise bad_request(f"{kind.replace('_', ' ')} is too long")
+        if text:
+            bot.descriptions[key] = text
+        else:
+            bot.descriptions.pop(key, None)  # an empty text removes the one for that language
+        api.emit(bot, "profile", None, field=kind, language_code=key[1])
+        return True
+
+    return set_description
+
+
+def _description_getter(kind: str) -> Handler:
+    async def get_description(api: LocalBotAPI, bot: BotAccount, p: Params) -> dict[str, str]:
+        return {kind: bot.descriptions.get((kind, language(p.str("language_code"))), "")}
+
+    return get_description
 
 
 async def accept(api: LocalBotAPI, bot: BotAccount, p: Params) -> bool:
@@ -205,11 +232,12 @@ BOT_METHODS = {
     "getFile": get_file,
     "getChat": get_chat,
     "getChatMember": get_chat_member,
-    "answerCallbackQuery": answer_callback_query,
     "logOut": accept,
     "close": accept,
-    "setMyDescription": accept,
-    "setMyShortDescription": accept,
+    "setMyDescription": _description_setter("description"),
+    "getMyDescription": _description_getter("description"),
+    "setMyShortDescription": _description_setter("short_description"),
+    "getMyShortDescription": _description_getter("short_description"),
     "setMyName": accept,
     "setChatMenuButton": accept,
 }

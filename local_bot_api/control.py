@@ -1,15 +1,14 @@
-"""The control API in Python: act as Telegram users, read what they see, inject faults, wait for things.
+"""The control API in Python: act as Telegram users (people, chats, text; media in control_media.py, taps
+and reactions in gestures.py; reading and waiting in observe.py).
 
 Mixed into LocalBotAPI; every method here has an HTTP twin under /_control/ (control_http.py).
 """
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
-from . import media
 from .entities import detect_entities, sort_entities
 from .errors import ControlError
 from .state import BotAccount, Chat, StoredMessage, User, membership_update
@@ -17,12 +16,9 @@ from .state import BotAccount, Chat, StoredMessage, User, membership_update
 if TYPE_CHECKING:
     from .server import LocalBotAPI
 
-T = TypeVar("T")
-
 
 class Control:
-    """Needs from its host: bots, users, files, faults, rate_limits, events, call_log, bot(), emit(),
-    and the id counters _user_ids and _group_ids."""
+    """Needs from its host: bots, users, events, next_ids (the id counters), bot(), emit()."""
 
     # --- people and chats -------------------------------------------------------------------------------
     async def create_user(
@@ -44,7 +40,7 @@ class Control:
                     setattr(user, key, value)
             return user
         user = User(
-            user_id or next(self._user_ids), first_name or "User", username, last_name, language_code or "en"
+            user_id or self._take_id("user"), first_name or "User", username, last_name, language_code or "en"
         )
         self.users[user.id] = user
         return user
@@ -58,16 +54,20 @@ class Control:
         chat_id: int | None = None,
         admins: Iterable[int] = (),
         bot_is_admin: bool = False,
+        reactions_enabled: bool = True,
         token: str | None = None,
     ) -> Chat:
-        """A group with these users and the bot in it."""
+        """These users and the bot in a group (reactions_enabled=False: its admins turned those off)."""
         if chat_type not in ("group", "supergroup"):
             raise ControlError("chat_type is group or supergroup")
         bot = self.bot(token)
         member_ids = {self._user(uid).id for uid in members}
-        number = next(self._group_ids)
+        number = self._take_id("group")
         chat_id = chat_id or (-1001000000000 - number if chat_type == "supergroup" else -4000000000 - number)
+        if chat_id in bot.chats:
+            raise ControlError(f"chat {chat_id} exists already")
         chat = Chat(chat_id, chat_type, title=title, members=member_ids | {bot.me.id}, admins=set(admins))
+        chat.reactions_enabled = reactions_enabled
         if bot_is_admin:
             chat.admins.add(bot.me.id)
         bot.chats[chat.id] = chat
@@ -87,6 +87,11 @@ class Control:
             old, new = ("member", "kicked") if blocked else ("kicked", "member")
             bot.updates.push("my_chat_member", membership_update(chat, user, bot.me, old, new))
             self.emit(bot, "blocked", chat, blocked=blocked)
+
+    def _take_id(self: LocalBotAPI, kind: str) -> int:
+        taken = self.next_ids[kind]
+        self.next_ids[kind] += 1
+        return taken
 
     def _user(self: LocalBotAPI, user_id: int) -> User:
         user = self.users.get(int(user_id))
@@ -121,13 +126,23 @@ class Control:
         token: str | None,
     ) -> StoredMessage:
         bot, user = self.bot(token), self._user(user_id)
-        chat = self._chat_of(bot, user, chat_id)
+        return self._publish(bot, self._chat_of(bot, user, chat_id), user, content, reply_to)
+
+    def _publish(
+        self: LocalBotAPI,
+        bot: BotAccount,
+        chat: Chat,
+        sender: User,
+        content: dict[str, Any],
+        reply_to: int | None = None,
+    ) -> StoredMessage:
+        """Stores a message from someone other than the bot; the bot gets it if privacy mode lets it."""
         if reply_to is not None:
             target = chat.messages.get(reply_to)
             if target is None or target.deleted:
                 raise ControlError(f"no message {reply_to} in chat {chat.id}")
             content["reply_to_message"] = {k: v for k, v in target.data.items() if k != "reply_to_message"}
-        message = chat.add_message(user, content, from_bot=False)
+        message = chat.add_message(sender, content, from_bot=False)
         self.emit(bot, "message", chat, message)
         if bot.sees(chat, message):
             bot.updates.push("message", message.data)
@@ -147,146 +162,64 @@ class Control:
         "@<bot username> " (how a group member addresses the bot)."""
         if mention:
             text = f"@{self.bot(token).me.username} {text}"
-        if not text.strip():
-            raise ControlError("a message needs some text")
-        content: dict[str, Any] = {"text": text}
-        if entities := sort_entities(detect_entities(text, [])):
-            content["entities"] = entities
-        return self._post(user_id, content, chat_id, reply_to, token)
+        return self._post(user_id, _text_content(text), chat_id, reply_to, token)
 
-    def _with_caption(self: LocalBotAPI, content: dict[str, Any], caption: str | None) -> dict[str, Any]:
-        if caption:
-            content["caption"] = caption
-            if entities := sort_entities(detect_entities(caption, [])):
-                content["caption_entities"] = entities
-        return content
-
-    async def send_photo(
+    # --- posting on behalf of a chat ------------------------------------------------------------------
+    async def send_as_channel(
         self: LocalBotAPI,
-        user_id: int,
-        data: bytes,
+        chat_id: int,
+        text: str,
         *,
-        caption: str | None = None,
-        chat_id: int | None = None,
+        channel_id: int = -1009999000001,
+        channel_title: str = "Channel",
+        channel_username: str | None = None,
         reply_to: int | None = None,
-        media_group_id: str | None = None,
         token: str | None = None,
     ) -> StoredMessage:
-        """A compressed photo: several PhotoSize entries (scaled copies and the full size)."""
-        try:
-            content: dict[str, Any] = {"photo": media.photo_sizes(self.files, data)}
-        except media.MediaError as error:
-            raise ControlError("not an image Telegram could send as a photo") from error
-        if media_group_id:
-            content["media_group_id"] = media_group_id
-        return self._post(user_id, self._with_caption(content, caption), chat_id, reply_to, token)
+        """A group message "sent as a channel": `from` is Telegram's @Channel_Bot (136817688), the channel
+        is in `sender_chat`. Bots meet this in groups linked to a channel and from members who post as one."""
+        bot = self.bot(token)
+        sender_chat = {"id": channel_id, "type": "channel", "title": channel_title}
+        if channel_username:
+            sender_chat["username"] = channel_username
+        content = _text_content(text) | {"sender_chat": sender_chat}
+        return self._publish(bot, self._group(bot, chat_id), CHANNEL_BOT, content, reply_to)
 
-    async def send_album(
+    async def send_as_anonymous_admin(
         self: LocalBotAPI,
-        user_id: int,
-        photos: list[bytes],
+        chat_id: int,
+        text: str,
         *,
-        caption: str | None = None,
-        chat_id: int | None = None,
-        token: str | None = None,
-    ) -> list[StoredMessage]:
-        """2–10 photos sharing a media_group_id, one message (and one update) each; caption on the first."""
-        if not 2 <= len(photos) <= 10:
-            raise ControlError("an album has 2 to 10 items")
-        group_id = str(secrets.randbelow(9 * 10**17) + 10**17)
-        return [
-            await self.send_photo(
-                user_id,
-                data,
-                caption=caption if i == 0 else None,
-                chat_id=chat_id,
-                media_group_id=group_id,
-                token=token,
-            )
-            for i, data in enumerate(photos)
-        ]
-
-    async def send_document(
-        self: LocalBotAPI,
-        user_id: int,
-        data: bytes | None,
-        *,
-        file_name: str = "file.bin",
-        mime_type: str | None = None,
-        file_size: int | None = None,
-        caption: str | None = None,
-        chat_id: int | None = None,
+        author_signature: str | None = None,
+        reply_to: int | None = None,
         token: str | None = None,
     ) -> StoredMessage:
-        """A file sent "as a file". file_size without data fakes a big file cheaply (getFile refuses >20 MB)."""
-        content = {"document": media.document(self.files, data, file_name, mime_type, file_size)}
-        return self._post(user_id, self._with_caption(content, caption), chat_id, None, token)
+        """A message from an anonymous group admin: `from` is @GroupAnonymousBot (1087968824) and
+        `sender_chat` is the group itself."""
+        bot = self.bot(token)
+        chat = self._group(bot, chat_id)
+        content = _text_content(text) | {"sender_chat": chat.to_json()}
+        if author_signature:
+            content["author_signature"] = author_signature
+        return self._publish(bot, chat, GROUP_ANONYMOUS_BOT, content, reply_to)
 
-    async def send_sticker(
-        self: LocalBotAPI,
-        user_id: int,
-        *,
-        emoji: str = "🙂",
-        chat_id: int | None = None,
-        token: str | None = None,
-    ) -> StoredMessage:
-        return self._post(user_id, {"sticker": media.sticker(self.files, emoji)}, chat_id, None, token)
+    def _group(self: LocalBotAPI, bot: BotAccount, chat_id: int) -> Chat:
+        chat = bot.chats.get(chat_id)
+        if chat is None or not chat.is_group:
+            raise ControlError(f"no group {chat_id}: create_group first")
+        return chat
 
-    async def send_voice(
-        self: LocalBotAPI,
-        user_id: int,
-        data: bytes | None = None,
-        *,
-        duration: int = 2,
-        chat_id: int | None = None,
-        token: str | None = None,
-    ) -> StoredMessage:
-        return self._post(user_id, {"voice": media.voice(self.files, data, duration)}, chat_id, None, token)
 
-    async def send_video(
-        self: LocalBotAPI,
-        user_id: int,
-        data: bytes | None = None,
-        *,
-        duration: int = 3,
-        caption: str | None = None,
-        chat_id: int | None = None,
-        token: str | None = None,
-    ) -> StoredMessage:
-        content = self._with_caption({"video": media.video(self.files, data, duration)}, caption)
-        return self._post(user_id, content, chat_id, None, token)
+# The service accounts Telegram puts in `from` when a message is posted on behalf of a chat.
+CHANNEL_BOT = User(136817688, "Channel", username="Channel_Bot", is_bot=True)
+GROUP_ANONYMOUS_BOT = User(1087968824, "Group", username="GroupAnonymousBot", is_bot=True)
 
-    async def press_button(
-        self: LocalBotAPI,
-        user_id: int,
-        message_id: int,
-        data: str,
-        *,
-        chat_id: int | None = None,
-        token: str | None = None,
-    ) -> str:
-        """The user taps an inline button with this callback_data; returns the callback query id."""
-        bot, user = self.bot(token), self._user(user_id)
-        chat = self._chat_of(bot, user, chat_id)
-        message = chat.messages.get(message_id)
-        buttons = (
-            [b for row in (message.data.get("reply_markup") or {}).get("inline_keyboard", []) for b in row]
-            if message
-            else []
-        )
-        if message is None or not any(b.get("callback_data") == data for b in buttons):
-            raise ControlError(f"message {message_id} has no button with callback_data {data!r}")
-        query_id = str(secrets.randbelow(9 * 10**18) + 10**18)
-        bot.callback_answers[query_id] = None
-        bot.updates.push(
-            "callback_query",
-            {
-                "id": query_id,
-                "from": user.to_json(),
-                "message": message.data,
-                "chat_instance": str(abs(chat.id) * 7919),
-                "data": data,
-            },
-        )
-        self.events.notify()
-        return query_id
+
+def _text_content(text: str) -> dict[str, Any]:
+    """A text message as a Telegram client sends it: commands, @mentions, links... get their entities."""
+    if not text.strip():
+        raise ControlError("a message needs some text")
+    content: dict[str, Any] = {"text": text}
+    if entities := sort_entities(detect_entities(text, [])):
+        content["entities"] = entities
+    return content

@@ -30,9 +30,10 @@ _INT_FIELDS = {
     "retry_after",
     "status",
     "count",
+    "channel_id",
 }
 _FLOAT_FIELDS = {"seconds", "delay", "timeout", "quiet"}
-_BOOL_FIELDS = {"mention", "blocked", "bot_is_admin", "enabled"}
+_BOOL_FIELDS = {"mention", "blocked", "bot_is_admin", "enabled", "reactions_enabled"}
 # action (a method of LocalBotAPI) -> the parameter that receives uploaded file bytes, if any
 _ACTIONS = {
     "create_user": None,
@@ -44,8 +45,14 @@ _ACTIONS = {
     "send_sticker": None,
     "send_voice": "data",
     "send_video": "data",
+    "send_sample": None,
+    "send_as_channel": None,
+    "send_as_anonymous_admin": None,
     "press_button": None,
+    "react": None,
+    "stop_draft": None,
     "block": None,
+    "set_playground": None,
     "inject_retry_after": None,
     "inject_server_error": None,
     "inject_delay": None,
@@ -154,6 +161,10 @@ def setup_control_routes(app: web.Application, api: LocalBotAPI) -> None:
                 "privacy_mode": bot.privacy_mode,
                 "commands": commands,
                 "webhook": bot.webhook.info(bot.updates.pending_count, bot.updates.allowed),
+                "descriptions": [
+                    {"field": kind, "language_code": lang, "text": text}
+                    for (kind, lang), text in bot.descriptions.items()
+                ],
                 "pending_updates": bot.updates.pending_count,
             }
         )
@@ -170,10 +181,12 @@ def setup_control_routes(app: web.Application, api: LocalBotAPI) -> None:
         if chat_id is None:
             return _json({"ok": False, "error": "chat_id is required"}, 400)
         chat = api.bot(request.query.get("token")).chats.get(chat_id)
+        draft = chat.current_draft(api.draft_lifetime) if chat else None
         return _json(
             {
                 "chat": chat.to_json() if chat else None,
                 "action": chat.current_action() if chat else None,
+                "draft": draft.to_json() if draft else None,
                 "messages": [m.to_json() for m in api.transcript(chat_id, token=request.query.get("token"))],
             }
         )

@@ -11,8 +11,8 @@ import aiohttp
 from PIL import Image, UnidentifiedImageError
 
 from .errors import bad_request
+from .files import FileRecord, FileStore
 from .params import Params, Upload
-from .state import FileRecord, FileStore
 
 THUMBNAIL_SIDES = (90, 320, 800, 1280)  # Telegram's s/m/x/y sizes
 MAX_PHOTO_SIDE = 2560

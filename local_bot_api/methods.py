@@ -137,6 +137,9 @@ def deliver(
         message.keyboard = markup
     chat.action = None  # a message from the bot ends its "typing..." status, as in Telegram clients
     api.emit(bot, "message", chat, message)
+    if chat.draft is not None:  # and its draft disappears
+        chat.draft = None
+        api.emit(bot, "draft", chat, draft=None)
     return message.data
 
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from .errors import ControlError
 from .faults import COUNTED_METHODS, Fault
-from .state import Chat, StoredMessage
+from .state import Chat, Draft, StoredMessage
 
 if TYPE_CHECKING:
     from .server import LocalBotAPI
@@ -33,6 +33,12 @@ class Observe:
         """Every message of the chat in order, as its users see it (deleted ones flagged, edits kept)."""
         chat = self.bot(token).chats.get(chat_id)
         return list(chat.messages.values()) if chat else []
+
+    def draft(self: LocalBotAPI, chat_id: int, *, token: str | None = None) -> Draft | None:
+        """The bot's draft on screen in this chat (sendMessageDraft); None when there is none or it expired.
+        `.text`, `.versions` (every text it showed), `.can_stop`, `.stopped`."""
+        chat = self.bot(token).chats.get(chat_id)
+        return chat.current_draft(self.draft_lifetime) if chat else None
 
     def bot_messages(
         self: LocalBotAPI, chat_id: int, *, token: str | None = None, deleted: bool = False

@@ -4,34 +4,38 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import json
+import logging
+import os
 import time
 from collections import Counter, deque
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 from aiohttp import web
 
-from .bot_methods import BOT_METHODS
+from .bot_methods import BOT_METHODS, Handler
 from .control import Control
 from .control_http import setup_control_routes
+from .control_media import MediaControl
 from .errors import NOT_FOUND, UNAUTHORIZED, ApiError, ControlError
 from .events import EventHub
 from .faults import FaultInjector, RateLimits
+from .files import FileStore
+from .gestures import Gestures
+from .interactive import INTERACTIVE_METHODS
 from .methods import MESSAGE_METHODS
 from .observe import Observe
 from .params import Params, read_request
-from .state import BotAccount, Chat, FileStore, StoredMessage, User
+from .persist import StateFile
+from .playground import Playground, PlaygroundControl, setup_page_routes
+from .state import BotAccount, Chat, StoredMessage, User
 from .updates import deliver_to_webhook
 
 DEFAULT_TOKEN = "123456789:LOCAL-test-token_0123456789abcdefghi"
-Handler = Callable[["LocalBotAPI", BotAccount, Params], Awaitable[Any]]
 API_KEY = web.AppKey("local_bot_api", object)
-_PAGE_DIR = Path(__file__).parent
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -46,11 +50,12 @@ def _dumps(data: Any) -> str:
     return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
 
 
-class LocalBotAPI(Control, Observe):
+class LocalBotAPI(Control, MediaControl, Gestures, Observe, PlaygroundControl):
     """A Telegram Bot API–compatible server in memory, with a control API to act as users.
 
     `async with LocalBotAPI() as server:` binds 127.0.0.1 on a free port; `server.base_url` goes into
-    TELEGRAM_API_URL / `TelegramAPIServer.from_base`.
+    TELEGRAM_API_URL / `TelegramAPIServer.from_base`. With `state_path` the state is restored at start
+    and saved while it changes and at stop (persist.py).
     """
 
     def __init__(
@@ -63,8 +68,15 @@ class LocalBotAPI(Control, Observe):
         bot_name: str = "OmniFusion",
         privacy_mode: bool = True,
         rate_limits: bool = False,
+        draft_lifetime: float = 30.0,
+        callback_query_timeout: float = 15.0,
+        state_path: str | os.PathLike[str] | None = None,
     ) -> None:
         self.host, self.port = host, port
+        self.draft_lifetime = draft_lifetime  # a draft not refreshed for this long disappears
+        self.callback_query_timeout = callback_query_timeout  # answerCallbackQuery after this: "too old"
+        self.state = StateFile(state_path) if state_path is not None else None
+        self.playground = Playground()
         self.bots: dict[str, BotAccount] = {}
         self.users: dict[int, User] = {}
         self.files = FileStore()
@@ -74,13 +86,14 @@ class LocalBotAPI(Control, Observe):
         self.calls: Counter[str] = Counter()
         self.call_log: deque[CallRecord] = deque(maxlen=200_000)
         self.primary_token = token
-        self._user_ids = itertools.count(700_000_001)
-        self._group_ids = itertools.count(1)
+        self.next_ids = {"user": 700_000_001, "group": 1}
         self.add_bot(token, username=bot_username, first_name=bot_name, privacy_mode=privacy_mode)
         self._methods: dict[str, tuple[str, Handler]] = {
-            name.lower(): (name, handler) for name, handler in {**MESSAGE_METHODS, **BOT_METHODS}.items()
+            name.lower(): (name, handler)
+            for name, handler in {**MESSAGE_METHODS, **INTERACTIVE_METHODS, **BOT_METHODS}.items()
         }
         self._webhook_tasks: dict[str, asyncio.Task[None]] = {}
+        self._autosave: asyncio.Task[None] | None = None
         self._runner: web.AppRunner | None = None
         self._http: aiohttp.ClientSession | None = None
         self.app = self._build_app()
@@ -121,18 +134,41 @@ class LocalBotAPI(Control, Observe):
         return f"http://{host}:{self.port}"
 
     async def start(self) -> LocalBotAPI:
+        if self.state is not None and self.state.load(self):
+            log.info("restored %s", self.state.path)
         self._http = aiohttp.ClientSession()
         self._runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
+        # SO_REUSEADDR: a quick restart gets its port back although the last run's connections linger
+        # in TIME_WAIT (asyncio sets it by default on Unix; said here because restarts rely on it).
+        site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
         await site.start()
         self.port = self._runner.addresses[0][1]
         for bot in self.bots.values():
             bot.updates.closed = False
             await self.restart_webhook(bot)
+        if self.state is not None:
+            self.state.save(self)  # the port, at once: `make demo` reads it on the next start
+            self._autosave = asyncio.create_task(self._save_while_changing())
         return self
 
+    async def _save_while_changing(self, every: float = 1.0) -> None:
+        """Saves at most once per `every` seconds, and only after something changed."""
+        while True:
+            await self.events.wait_changed(3600.0)
+            await asyncio.sleep(every)  # let a burst of edits (a streamed answer) settle into one save
+            try:
+                self.state.save(self)
+            except OSError as error:  # a full disk must not stop the chat; the next change tries again
+                log.warning("could not save %s: %s", self.state.path, error)
+
     async def stop(self) -> None:
+        if self._autosave is not None:
+            self._autosave.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._autosave
+            self._autosave = None
+            self.state.save(self)
         for bot in self.bots.values():
             bot.updates.close()
         self.events.close()
@@ -204,7 +240,7 @@ class LocalBotAPI(Control, Observe):
         }
         if message is not None:
             event["message"] = message.to_json(history=False)
-            if message.from_bot and chat is not None:
+            if message.from_bot and chat is not None and kind in ("message", "edit", "delete"):
                 chat.last_bot_activity = time.monotonic()
         self.events.publish(event)
 
@@ -214,10 +250,7 @@ class LocalBotAPI(Control, Observe):
         app[API_KEY] = self
         app.router.add_route("*", "/bot{token}/{method}", self._handle_api)
         app.router.add_get("/file/bot{token}/{path:.+}", self._handle_file)
-        app.router.add_get("/", self._handle_page)
-        app.router.add_get("/playground", self._handle_page)
-        app.router.add_get("/playground.js", self._handle_page_script)
-        app.router.add_get("/favicon.ico", self._handle_no_content)
+        setup_page_routes(app, self)
         setup_control_routes(app, self)
         return app
 
@@ -243,15 +276,6 @@ class LocalBotAPI(Control, Observe):
         if record is None or record.data is None:
             return web.json_response(ApiError(*NOT_FOUND).payload(), status=404)
         return web.Response(body=record.data, content_type=record.mime_type or "application/octet-stream")
-
-    async def _handle_page(self, request: web.Request) -> web.StreamResponse:
-        return web.FileResponse(_PAGE_DIR / "playground.html")
-
-    async def _handle_no_content(self, request: web.Request) -> web.Response:
-        return web.Response(status=204)
-
-    async def _handle_page_script(self, request: web.Request) -> web.StreamResponse:
-        return web.FileResponse(_PAGE_DIR / "playground.js")
 
 
 def _chat_id_of(params: Params) -> int | None:

@@ -1,16 +1,15 @@
-"""What the server remembers: users, chats with their messages (and edit history), files, bot accounts."""
+"""What the server remembers: users, chats with their messages (edit history, reactions) and drafts, bot
+accounts with their callback queries, command menus and descriptions. Files live in files.py."""
 
 from __future__ import annotations
 
 import re
-import secrets
 import time
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any
 
 from .updates import UpdateQueue
-
-MAX_DOWNLOAD = 20 * 1024 * 1024  # getFile refuses bigger files, like api.telegram.org
 
 
 @dataclass
@@ -40,6 +39,7 @@ class StoredMessage:
     history: list[dict[str, Any]] = field(default_factory=list)  # earlier versions, oldest first
     deleted: bool = False
     keyboard: dict[str, Any] | None = None  # a reply keyboard (not part of the Message object) for viewers
+    reactions: dict[int, list[dict[str, Any]]] = field(default_factory=dict)  # actor id -> ReactionType list
     created: float = field(default_factory=time.monotonic)
     updated: float = field(default_factory=time.monotonic)
 
@@ -76,9 +76,41 @@ class StoredMessage:
         }
         if self.keyboard is not None:
             view["keyboard"] = self.keyboard
+        if self.reactions:
+            view["reactions"] = [{"actor_id": k, "reaction": v} for k, v in self.reactions.items()]
         if history:
             view["history"] = self.history
         return view
+
+
+@dataclass
+class Draft:
+    """What sendMessageDraft shows: an ephemeral preview that lives until it is not refreshed for 30 s, a
+    message from the bot replaces it, or the user stops it."""
+
+    draft_id: int
+    text: str
+    entities: list[dict[str, Any]]
+    parse_mode: str | None
+    can_stop: bool
+    keep_on_stop: bool
+    message_thread_id: int | None = None
+    stopped: bool = False  # the user pressed stop and keep_on_stop left it on screen
+    versions: list[str] = field(default_factory=list)  # every text it showed, oldest first
+    updated: float = field(default_factory=time.monotonic)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "draft_id": self.draft_id,
+            "text": self.text,
+            "entities": self.entities,
+            "parse_mode": self.parse_mode,
+            "can_stop": self.can_stop and not self.stopped,
+            "keep_on_stop": self.keep_on_stop,
+            "message_thread_id": self.message_thread_id,
+            "stopped": self.stopped,
+            "version_count": len(self.versions),
+        }
 
 
 @dataclass
@@ -95,6 +127,9 @@ class Chat:
     action: str | None = None
     action_until: float = 0.0
     last_bot_activity: float = 0.0  # time.monotonic() of the bot's last send, edit or delete here
+    reactions_enabled: bool = True  # a group's admins may turn reactions off
+    draft: Draft | None = None
+    stopped_drafts: deque[int] = field(default_factory=lambda: deque(maxlen=64))  # later calls not shown
 
     @property
     def is_group(self) -> bool:
@@ -128,76 +163,11 @@ class Chat:
     def current_action(self) -> str | None:
         return self.action if self.action and time.monotonic() < self.action_until else None
 
-
-@dataclass
-class FileRecord:
-    file_id: str
-    file_unique_id: str
-    file_path: str
-    data: bytes | None  # None: a file known only by its size (to test size limits cheaply)
-    size: int
-    mime_type: str | None = None
-    file_name: str | None = None
-    media: Any = (
-        None  # the object a message carries for it (PhotoSize list, Document...), to resend by file_id
-    )
-
-    def to_json(self) -> dict[str, Any]:
-        data: dict[str, Any] = {
-            "file_id": self.file_id,
-            "file_unique_id": self.file_unique_id,
-            "file_size": self.size,
-        }
-        if self.size <= MAX_DOWNLOAD:
-            data["file_path"] = self.file_path
-        return data
-
-
-class FileStore:
-    """Uploaded bytes under Telegram-looking ids; file_path is what /file/bot<token>/<path> serves."""
-
-    def __init__(self) -> None:
-        self._by_id: dict[str, FileRecord] = {}
-        self._by_path: dict[str, FileRecord] = {}
-        self._counter = 0
-
-    def add(
-        self,
-        data: bytes | None,
-        folder: str,
-        extension: str,
-        *,
-        mime_type: str | None = None,
-        file_name: str | None = None,
-        size: int | None = None,
-    ) -> FileRecord:
-        self._counter += 1
-        record = FileRecord(
-            file_id=_telegram_id(folder, 64),
-            file_unique_id=_telegram_id(folder, 16),
-            file_path=f"{folder}/file_{self._counter}.{extension}",
-            data=data,
-            size=size if size is not None else len(data or b""),
-            mime_type=mime_type,
-            file_name=file_name,
-        )
-        self._by_id[record.file_id] = record
-        self._by_path[record.file_path] = record
-        return record
-
-    def get(self, file_id: str) -> FileRecord | None:
-        return self._by_id.get(file_id)
-
-    def by_path(self, path: str) -> FileRecord | None:
-        return self._by_path.get(path)
-
-
-_PREFIXES = {"photos": "AgAC", "documents": "BQAC", "stickers": "CAAC", "voice": "AwAC", "videos": "BAAC"}
-
-
-def _telegram_id(folder: str, length: int) -> str:
-    """A random id shaped like Telegram's (the prefix hints at the kind, as real ones do)."""
-    return (_PREFIXES.get(folder, "AQAD") + secrets.token_urlsafe(length))[:length]
+    def current_draft(self, lifetime: float) -> Draft | None:
+        """The draft on screen: None once `lifetime` seconds passed without an update."""
+        if self.draft is not None and time.monotonic() - self.draft.updated > lifetime:
+            self.draft = None
+        return self.draft
 
 
 @dataclass
@@ -224,6 +194,22 @@ class Webhook:
         return data
 
 
+@dataclass
+class CallbackQuery:
+    """A button press the bot has to answer (answerCallbackQuery) before the client gives up waiting."""
+
+    id: str
+    chat_id: int
+    user_id: int
+    message_id: int
+    data: str
+    asked: float = field(default_factory=time.monotonic)
+    answer: dict[str, Any] | None = None
+
+
+_KEPT_CALLBACK_QUERIES = 1000  # the oldest are forgotten beyond this: answering them is an error anyway
+
+
 class BotAccount:
     """One bot token: its identity, its view of chats, its update queue, webhook and command menus."""
 
@@ -236,7 +222,18 @@ class BotAccount:
         self.webhook = Webhook()
         # (scope type, chat_id, user_id, language_code) -> commands
         self.commands: dict[tuple[str, int | None, int | None, str], list[dict[str, str]]] = {}
-        self.callback_answers: dict[str, dict[str, Any] | None] = {}  # query id -> answer (None: unanswered)
+        self.callback_queries: OrderedDict[str, CallbackQuery] = OrderedDict()
+        self.descriptions: dict[tuple[str, str], str] = {}  # ("description"|"short_description", lang)
+
+    @property
+    def callback_answers(self) -> dict[str, dict[str, Any] | None]:
+        """Query id -> what the bot answered (None: not answered yet)."""
+        return {query.id: query.answer for query in self.callback_queries.values()}
+
+    def remember_query(self, query: CallbackQuery) -> None:
+        self.callback_queries[query.id] = query
+        while len(self.callback_queries) > _KEPT_CALLBACK_QUERIES:
+            self.callback_queries.popitem(last=False)
 
     def me_json(self) -> dict[str, Any]:
         return {
