@@ -168,10 +168,11 @@ def _high_depth_to_l(im: Image.Image) -> Image.Image:
 
 
 def prepare_for_clip(img: Image.Image, image_size: int, max_aspect: float = 2.0) -> Image.Image:
-    """Ready an RGB image for CLIP's stock preprocessing (bicubic resize of the short side, centre crop).
+    """Ready an RGB image for CLIP's preprocessing (model.vision.clip_pixels: bicubic resize of the short side,
+    centre crop).
 
-    Up to `max_aspect` (long/short side) the image is returned as is, so the released model sees exactly what
-    it was trained on. Beyond it the stock centre crop would throw away most of the picture (99% of a
+    Up to `max_aspect` (long/short side) the image is returned as it is, so the released model sees exactly the
+    pixels it was trained on. Beyond it the centre crop would throw away most of the picture (99% of a
     10,000 x 100 panorama), so the short side is padded with the image's mean colour up to a *square*: the
     only shape the centre crop keeps whole. Padding only to `max_aspect` would still crop away half of it.
     The price is a jump at the threshold (an image at 2.01:1 is shown whole but smaller), which we accept:
@@ -182,22 +183,19 @@ def prepare_for_clip(img: Image.Image, image_size: int, max_aspect: float = 2.0)
     if img.mode != "RGB":
         img = _to_rgb(img)
     width, height = img.size
-    long_side, short_side = max(width, height), min(width, height)
-    pad = long_side > max_aspect * short_side
+    if max(width, height) <= max_aspect * min(width, height):
+        return img
 
-    # The stock resize maps the short side (or, once padded, the long side) to image_size. Shrinking that
-    # side to 4 x image_size first with a proper low-pass filter costs nothing visible and saves time and
-    # memory: padding a 20,000-pixel-wide strip to a square at full size would be 400 MP.
+    # Padded, the long side is what the resize maps to image_size. Shrinking it to 4 x image_size first with a
+    # proper low-pass filter saves the memory of a full-size square (a 20,000-pixel-wide strip would make
+    # 400 MP). Only panoramas take this path: they are our extension, not the release's, so there are no
+    # released pixels to stay equal to, and an ordinary photo is resized in one step (clip_pixels).
     cap = 4 * image_size
-    governing = long_side if pad else short_side
-    if governing > cap:
-        scale = cap / governing
+    if max(width, height) > cap:
+        scale = cap / max(width, height)
         size = (max(1, round(width * scale)), max(1, round(height * scale)))
         img = img.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
         width, height = img.size
-    if not pad:
-        return img
-
     side = max(width, height)
     mean = tuple(round(c) for c in ImageStat.Stat(img).mean)
     square = Image.new("RGB", (side, side), mean)

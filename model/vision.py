@@ -10,14 +10,42 @@ import json
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import open_clip
 import torch
+from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 from open_clip.model import CLIPVisionCfg, _build_vision_tower
 from PIL import Image
 from torch import nn
 
 from model.config import PRESETS, OmniFusionConfig
 from model.images import prepare_for_clip
+
+_MEAN = np.array(OPENAI_DATASET_MEAN, dtype=np.float32)
+_STD = np.array(OPENAI_DATASET_STD, dtype=np.float32)
+
+
+def clip_pixels(image: Image.Image, image_size: int, max_aspect: float = 2.0) -> torch.Tensor:  # [3, S, S]
+    """The pixels transformers' CLIPImageProcessor gave the release (transformers 4.36, its PIL path; in 5.x
+    that path is `CLIPImageProcessorPil`), bit for bit: bicubic resize of the short side to `image_size` (long
+    side truncated), centre crop with a *floored* offset, x / 255 in float64 then float32, (x - mean) / std.
+
+    Written out rather than taken from open_clip's transform, which differs twice: torchvision's CenterCrop
+    rounds the offset (one pixel row off whenever resized long side - image_size = 3 mod 4), and it would need
+    our earlier pre-shrink to be fast. One PIL resize of a 4032 x 3024 photo takes ~70 ms here. Panoramas past
+    `max_aspect` are padded to a square first (prepare_for_clip), our one departure from the release.
+    """
+    image = prepare_for_clip(image, image_size, max_aspect)
+    width, height = image.size
+    if width <= height:
+        size = (image_size, int(image_size * height / width))
+    else:
+        size = (int(image_size * width / height), image_size)
+    image = image.resize(size, Image.Resampling.BICUBIC)
+    left, top = (size[0] - image_size) // 2, (size[1] - image_size) // 2
+    image = image.crop((left, top, left + image_size, top + image_size))
+    pixels = (np.asarray(image, dtype=np.float64) * (1 / 255)).astype(np.float32)  # [S, S, 3]
+    return torch.from_numpy(((pixels - _MEAN) / _STD).transpose(2, 0, 1).copy())
 
 
 def _open_clip_entry(cfg: OmniFusionConfig) -> dict:
@@ -70,12 +98,10 @@ class VisionEncoder(nn.Module):
         self.tower = tower
         self.image_size = cfg.vision_image_size
         self.max_aspect = cfg.vision_max_aspect
-        self.transform = open_clip.image_transform(cfg.vision_image_size, is_train=False)
 
     def preprocess(self, images: list[Image.Image]) -> torch.Tensor:
-        """RGB PIL images -> [B, 3, S, S] with CLIP's resize (bicubic), centre crop and mean/std."""
-        prepared = [prepare_for_clip(img, self.image_size, self.max_aspect) for img in images]
-        return torch.stack([self.transform(img) for img in prepared])
+        """RGB PIL images -> [B, 3, S, S], as the release's CLIPImageProcessor (see clip_pixels)."""
+        return torch.stack([clip_pixels(img, self.image_size, self.max_aspect) for img in images])
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         t = self.tower

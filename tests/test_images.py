@@ -215,35 +215,28 @@ def test_fuzz_only_images_or_image_errors():
 
 # ---- prepare_for_clip --------------------------------------------------------------------------------------
 
-def test_ordinary_aspects_are_left_to_the_stock_pipeline():
+def test_ordinary_aspects_are_left_to_the_released_pipeline():
     img = Image.effect_noise((300, 200), 60).convert("RGB")
     assert prepare_for_clip(img, 336) is img
     tall = Image.new("RGB", (100, 200), GREEN)  # exactly max_aspect
     assert prepare_for_clip(tall, 336) is tall
+    big = Image.new("RGB", (4032, 3024), RED)  # no pre-shrink: CLIP's one bicubic resize sees the photo itself
+    assert prepare_for_clip(big, 336) is big
 
 
-def test_large_images_are_preshrunk_without_changing_what_clip_sees():
+def test_panorama_is_seen_whole_after_the_centre_crop():
     torch = pytest.importorskip("torch")
-    open_clip = pytest.importorskip("open_clip")
-    img = Image.effect_noise((64, 48), 80).convert("RGB").resize((3000, 2000), Image.Resampling.BICUBIC)
-    prepared = prepare_for_clip(img, 224)
-    assert prepared.size == (1344, 896)  # short side at 4 x image_size
-    transform = open_clip.image_transform(224, is_train=False)
-    assert torch.allclose(transform(prepared), transform(img), atol=0.05)
-
-
-def test_panorama_is_seen_whole_after_the_stock_crop():
-    torch = pytest.importorskip("torch")
-    open_clip = pytest.importorskip("open_clip")
     from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
+
+    from model.vision import clip_pixels
 
     pano = Image.new("RGB", (10_000, 100), GREEN)
     pano.paste(RED, (0, 0, 2000, 100))
     pano.paste(BLUE, (8000, 0, 10_000, 100))
     prepared = prepare_for_clip(pano, 336)
-    assert prepared.mode == "RGB" and prepared.width == prepared.height <= 4 * 336
+    assert prepared.mode == "RGB" and prepared.width == prepared.height <= 4 * 336  # shrunk before padding
 
-    tensor = open_clip.image_transform(336, is_train=False)(prepared)  # [3, 336, 336]
+    tensor = clip_pixels(pano, 336)  # [3, 336, 336]
     pixels = tensor * torch.tensor(OPENAI_DATASET_STD)[:, None, None] + torch.tensor(OPENAI_DATASET_MEAN)[:, None, None]
     row = pixels[:, 168, :]  # the centre row crosses the panorama's band
     left, right = row[:, 20].tolist(), row[:, 315].tolist()

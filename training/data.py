@@ -19,13 +19,13 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import open_clip
 import torch
 from torch.utils.data import Dataset
 
 from model.config import OmniFusionConfig
 from model.dialog import IGNORE, DialogTooLong, EncodedDialog, encode_dialog
-from model.images import ImageError, load_image, prepare_for_clip
+from model.images import ImageError, load_image
+from model.vision import clip_pixels
 
 log = logging.getLogger(__name__)
 
@@ -232,10 +232,9 @@ class ClipPreprocess:
 
     def __init__(self, cfg: OmniFusionConfig):
         self.size, self.max_aspect = cfg.vision_image_size, cfg.vision_max_aspect
-        self.transform = open_clip.image_transform(cfg.vision_image_size, is_train=False)
 
     def __call__(self, image) -> torch.Tensor:  # [3, S, S]
-        return self.transform(prepare_for_clip(image, self.size, self.max_aspect))
+        return clip_pixels(image, self.size, self.max_aspect)
 
 
 def trained_tokens(dialog: EncodedDialog) -> int:
