@@ -86,11 +86,11 @@ def main() -> None:
         print(f"CLIP every step:  {uncached:7.3f} samples/s")
 
         started = time.perf_counter()
+        from training.distributed import make_accelerator
         from training.feature_store import fill_cache  # the one-off cost, timed on its own
-        from training.loop import _accelerator
 
         fill_cache(tmp / "cache", [f"{i}.jpg" for i in range(images)], tmp / "data", model,
-                   _accelerator(parse_args(["--data", str(data)])), batch_size=args.batch)
+                   make_accelerator(parse_args(["--data", str(data)])), batch_size=args.batch)
         fill_s = time.perf_counter() - started
         print(f"feature cache:    {images / fill_s:7.3f} images/s to fill once "
               f"({images} images, {fill_s:.0f} s; fp16, {cfg.vision_num_patches * cfg.vision_width * 2 / 2**20:.2f}"

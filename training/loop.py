@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import Counter
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import yaml
-from accelerate import Accelerator, DistributedDataParallelKwargs
+from accelerate import Accelerator
 from accelerate.utils import DistributedType, set_seed
 from safetensors.torch import load_file
 from torch.utils.data import DataLoader
@@ -28,7 +27,8 @@ from model.omnifusion import OmniFusion
 from model.weights import ADAPTER_FILE, load_adapter_state
 from training.checkpointing import load_training_state, prune_checkpoints, save_checkpoint
 from training.config import SAVED_CONFIG, TrainConfig
-from training.data import REASONS, DataReport, DialogDataset, collate, load_samples
+from training.data import DataReport, DialogDataset, collate, load_samples
+from training.distributed import check_launch, global_report, global_sums, make_accelerator
 from training.feature_store import fill_cache
 from training.optim import build_optimizer, build_scheduler
 from training.sampler import StepBatches
@@ -47,16 +47,10 @@ class TrainResult:
     output_dir: Path
     checkpoint: Path  # the folder written last
     step: int
-    losses: list[float]  # per optimizer step of this process (mean over its micro-batches)
+    losses: list[float]  # per optimizer step: the mean over every answer token of the step, all processes
     samples_per_s: float  # from the second step on (the first one pays for warm-up)
     report: DataReport
-
-
-def _accelerator(cfg: TrainConfig) -> Accelerator:
-    bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and torch.cuda.is_available())
-    # Text-only batches (stage 2) leave the adapter and SOI/EOI without gradients; DDP must be told.
-    ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
-    return Accelerator(mixed_precision="bf16" if bf16 else "no", kwargs_handlers=[ddp])
+    main_process: bool  # the one process that speaks for the run
 
 
 def _frozen_dtype(cfg: TrainConfig, accelerator: Accelerator) -> torch.dtype:
@@ -98,19 +92,10 @@ def _warn_changed(cfg: TrainConfig) -> None:
         log.warning("resuming with changed settings (%s): the run will not replay exactly", ", ".join(changed))
 
 
-def _global_report(accelerator, upfront: DataReport, runtime: DataReport) -> DataReport:
-    """Every process read the whole file (upfront is the same everywhere); runtime counts are summed."""
-    keys = list(REASONS)
-    counts = torch.tensor([runtime.skipped[k] for k in keys] + [runtime.truncated], device=accelerator.device)
-    counts = accelerator.reduce(counts, "sum").tolist()
-    total = DataReport(upfront.total, upfront.skipped.copy(), 0)
-    total.add(DataReport(0, Counter({k: n for k, n in zip(keys, counts[:-1], strict=True) if n}), counts[-1]))
-    return total
-
-
 def _load_data(cfg: TrainConfig, model, accelerator) -> tuple[DialogDataset, DataReport]:
     """Read and check the data, fill the feature cache if asked; -> (dataset, what was skipped up front)."""
-    samples, upfront, image_root = load_samples(cfg.data, cfg.image_root, cfg.caption_prompt)
+    samples, upfront, image_root = load_samples(cfg.data, cfg.image_root, cfg.caption_prompt,
+                                                allow_absolute_images=cfg.allow_absolute_images)
     features = None
     if cfg.feature_cache:
         features = fill_cache(cfg.feature_cache, [i for s in samples for i in s.images], image_root, model,
@@ -126,30 +111,36 @@ def _load_data(cfg: TrainConfig, model, accelerator) -> tuple[DialogDataset, Dat
 def _optimizer_step(batches, accumulation: int, wrapped, optimizer, scheduler, accelerator, cfg: TrainConfig,
                     runtime: DataReport) -> dict:
     """One optimizer step: forward -> loss -> backward (x accumulation) -> clip -> step -> schedule."""
-    loss_sum, samples, tokens = torch.zeros((), device=accelerator.device), 0, 0
-    for k in range(accumulation):
-        batch = next(batches)
+    # The whole step's micro-batches first (as HF Trainer does): the loss is a mean over the answer tokens of
+    # the step on every process, so their count is needed before the first backward.
+    micro = [next(batches) for _ in range(accumulation)]
+    for batch in micro:
         runtime.add(batch.report)
-        samples += len(batch)
-        tokens += sum(len(d) for d in batch.dialogs)
+    trained, samples, tokens = map(int, global_sums(accelerator, [
+        sum(b.trained_tokens for b in micro), sum(len(b) for b in micro), sum(b.tokens for b in micro)]))
+    loss_sum = torch.zeros((), device=accelerator.device)
+    for k, batch in enumerate(micro):
         # Gradients are exchanged between processes only on the last micro-batch of the step.
         with nullcontext() if k == accumulation - 1 else accelerator.no_sync(wrapped):
-            loss = wrapped(batch.to(accelerator.device))  # forward + loss
-            accelerator.backward(loss / accumulation)  # backward
+            loss = wrapped(batch.to(accelerator.device), num_items=max(trained, 1))  # forward + loss
+            # DDP and FSDP average gradients over processes, but each loss is already its share of the mean.
+            accelerator.backward(loss * accelerator.num_processes)  # backward
         loss_sum += loss.detach()
     grad_norm = accelerator.clip_grad_norm_(wrapped.parameters(), cfg.max_grad_norm) if cfg.max_grad_norm else None
     optimizer.step()
     scheduler.step()
     optimizer.zero_grad(set_to_none=True)
     lrs = {g["name"]: lr for g, lr in zip(optimizer.param_groups, scheduler.get_last_lr(), strict=True)}
-    return {"loss": (loss_sum / accumulation).item(), "grad_norm": None if grad_norm is None else float(grad_norm),
-            "lr": lrs["adapter"], "llm_lr": lrs.get("llm"), "samples": samples, "tokens": tokens}
+    return {"loss": accelerator.reduce(loss_sum, "sum").item(), "grad_norm": None if grad_norm is None else
+            float(grad_norm), "lr": lrs["adapter"], "llm_lr": lrs.get("llm"), "samples": samples, "tokens": tokens,
+            "trained_tokens": trained}
 
 
 def train(cfg: TrainConfig, model=None) -> TrainResult:
     """Run one stage as configured. `model`: start from this in-memory model (benchmarks) instead of
     init_from / preset."""
-    accelerator = _accelerator(cfg)
+    accelerator = make_accelerator(cfg)
+    check_launch(accelerator)  # before anything is read or written
     main, world = accelerator.is_main_process, accelerator.num_processes
     set_seed(cfg.seed, device_specific=True)  # dropout differs between processes, the data order does not
     if cfg.resume:
@@ -176,13 +167,14 @@ def train(cfg: TrainConfig, model=None) -> TrainResult:
         if main:  # the saved counts are global already: one process carries them on
             runtime = DataReport.from_dict(progress["runtime_report"])
     out = Path(cfg.output_dir)
-    metrics, meter = TrainingLog(out, main, resume_step=step, stage=cfg.stage), StepMeter(world)
+    # The step's figures are global already: the meter must not scale them by the number of processes.
+    metrics, meter = TrainingLog(out, main, resume_step=step, stage=cfg.stage), StepMeter(1)
     stop = min(total, cfg.stop_at or total)
     bar = tqdm(total=total, initial=step, desc=f"stage {cfg.stage}", unit="step", disable=not main)
     last = out
 
     def save(folder: Path) -> Path:
-        report = _global_report(accelerator, DataReport(), runtime)
+        report = global_report(accelerator, DataReport(), runtime)
         save_checkpoint(folder, accelerator, wrapped, optimizer, scheduler, cfg,
                         {"step": step, "epoch": step / steps_per_epoch, "samples_seen": samples_seen,
                          "runtime_report": report.to_dict()})
@@ -203,14 +195,12 @@ def train(cfg: TrainConfig, model=None) -> TrainResult:
             tick = time.perf_counter()
             stats = _optimizer_step(batches, accumulation, wrapped, optimizer, scheduler, accelerator, cfg, runtime)
             step += 1
-            samples_seen += stats["samples"] * world
+            samples_seen += stats["samples"]  # summed over the processes: each may have dropped others
             meter.add(stats, time.perf_counter() - tick)  # log
             bar.update(1)
             bar.set_postfix(meter.postfix())
             if step % cfg.log_every == 0 or step == stop:
-                row = meter.row(step, steps_per_epoch, samples_seen)
-                row["loss"] = accelerator.reduce(torch.tensor(row["loss"], device=accelerator.device), "mean").item()
-                metrics.log(row)
+                metrics.log(meter.row(step, steps_per_epoch, samples_seen))
             if step % cfg.save_every == 0 and step < total:  # save
                 last = save(out / f"step-{step:06d}")
                 if main:
@@ -223,7 +213,7 @@ def train(cfg: TrainConfig, model=None) -> TrainResult:
     elif step % cfg.save_every:  # stopped early (stop_at) between two saves
         last = save(out / f"step-{step:06d}")
     metrics.close()
-    report = _global_report(accelerator, upfront, runtime)
+    report = global_report(accelerator, upfront, runtime)
     if main:
         log.info("finished at step %d of %d; checkpoint %s; data: %s", step, total, last, report.summary())
-    return TrainResult(out, last, step, meter.losses, meter.steady_samples_per_s, report)
+    return TrainResult(out, last, step, meter.losses, meter.steady_samples_per_s, report, main)

@@ -37,7 +37,8 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger("training").error("training failed", exc_info=True)
         print(f"error: {exc} (details in {log_file})", file=sys.stderr)
         return 1
-    print(f"done: step {result.step}, checkpoint {result.checkpoint}")
+    if result.main_process:  # every process of a launch runs this file; one of them reports
+        print(f"done: step {result.step}, checkpoint {result.checkpoint}")
     return 0
 
 

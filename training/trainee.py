@@ -8,8 +8,10 @@ they wrap: calling `model.adapter` and `model.llm` one by one from the loop woul
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+from model.dialog import IGNORE
 from model.omnifusion import OmniFusion
 from training.data import MicroBatch
 
@@ -43,8 +45,11 @@ class Trainee(nn.Module):
         self.model = model
         self.cached_features = cached_features  # batches carry CLIP features [n, N, W], not pixels
 
-    def forward(self, batch: MicroBatch) -> torch.Tensor:
-        """-> mean cross-entropy over the answer tokens of the micro-batch."""
+    def forward(self, batch: MicroBatch, num_items: int | None = None) -> torch.Tensor:
+        """-> cross-entropy over the answer tokens of the micro-batch: their mean, or with `num_items` their sum
+        divided by it. The loop passes the trained-token count of the whole optimizer step (all micro-batches,
+        all processes), so every answer token weighs the same however the step is cut up (HF Trainer's
+        `num_items_in_batch`); a 5-token caption then counts 5 tokens' worth, not a micro-batch's."""
         m = self.model
         if not batch.dialogs:
             # Every sample of this micro-batch was dropped. A zero that touches every trained weight keeps
@@ -66,4 +71,9 @@ class Trainee(nn.Module):
             embeds.append(e)
             labels.append(lab)
         padded = m.pad_batch(embeds, labels, left=False)  # right padding: positions start at 0 in every row
-        return m.llm(**padded, use_cache=False).loss
+        targets = padded.pop("labels")[:, 1:]  # [B, T-1]: position t predicts token t+1
+        logits = m.llm(**padded, use_cache=False).logits[:, :-1]  # [B, T-1, V]
+        # fp32 like the model's own loss; a sum over no tokens is 0, never the NaN that a mean over none gives
+        loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=IGNORE,
+                               reduction="sum")
+        return loss / (num_items if num_items is not None else batch.trained_tokens)

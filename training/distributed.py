@@ -1,0 +1,76 @@
+"""The processes of one run: the Accelerator, a check that the launch gave what it was asked for, and the
+counts that only make sense summed over every process.
+
+`accelerate launch` falls back quietly when it cannot give what was asked (accelerate 1.15):
+- `--cpu --num_processes N` starts one process (its CPU launcher needs MPI) that trains alone;
+- `--multi_gpu` on a machine without GPUs, unless ACCELERATE_USE_CPU=true, starts N processes that each
+  think they are alone: N independent runs writing into one output_dir;
+- an FSDP config on CPUs runs plain DDP (accelerate enables FSDP for GPU-like devices only).
+Each of these is refused with one line that says what to run instead.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Mapping
+
+import torch
+from accelerate import Accelerator, DistributedDataParallelKwargs
+from accelerate.utils import DistributedType
+
+from training.config import TrainConfig
+from training.data import REASONS, DataReport
+
+# Where torchrun and the MPI flavours accelerate knows put the number of processes they started.
+WORLD_SIZE_VARS = ("WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
+ON_CPUS = "ACCELERATE_USE_CPU=true accelerate launch --multi_gpu --num_processes N training/run.py ..."
+
+
+class LaunchError(ValueError):
+    """The processes that run are not the ones the launch asked for."""
+
+
+def make_accelerator(cfg: TrainConfig) -> Accelerator:
+    bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and torch.cuda.is_available())
+    # Text-only batches (stage 2) leave the adapter and SOI/EOI without gradients; DDP must be told.
+    ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
+    return Accelerator(mixed_precision="bf16" if bf16 else "no", kwargs_handlers=[ddp])
+
+
+def launch_problem(num_processes: int, distributed_type: DistributedType, device_type: str,
+                   env: Mapping[str, str]) -> str | None:
+    """What is wrong with this launch, as one line for people; None when it is what it says."""
+    started = next((int(env[v]) for v in WORLD_SIZE_VARS if env.get(v, "").isdigit()), None)
+    if started is not None and started != num_processes:
+        return (f"the launcher started {started} processes but they did not join one run (each sees "
+                f"{num_processes}): they would train side by side into one output_dir. Without GPUs run: {ON_CPUS}")
+    if started is None and num_processes == 1 and "ACCELERATE_USE_CPU" in env and "MASTER_ADDR" in env:
+        # The simple launcher sets MASTER_ADDR only when asked for several processes, then starts just one.
+        return f"accelerate launch --cpu starts a single process here (its CPU launcher needs MPI); run: {ON_CPUS}"
+    if env.get("ACCELERATE_USE_FSDP", "").lower() == "true" and distributed_type != DistributedType.FSDP:
+        return (f"an FSDP launch runs as {distributed_type.value} on {device_type}: accelerate shards only on "
+                "GPUs; use training/accelerate/ddp.yaml here")
+    return None
+
+
+def check_launch(accelerator: Accelerator, env: Mapping[str, str] = os.environ) -> None:
+    problem = launch_problem(accelerator.num_processes, accelerator.distributed_type, accelerator.device.type, env)
+    if problem:
+        raise LaunchError(problem)
+
+
+def global_sums(accelerator: Accelerator, values: list[float]) -> list[float]:
+    """Each value summed over all processes, in one collective."""
+    local = torch.tensor(values, dtype=torch.float64, device=accelerator.device)
+    return accelerator.reduce(local, "sum").tolist()
+
+
+def global_report(accelerator: Accelerator, upfront: DataReport, runtime: DataReport) -> DataReport:
+    """Every process read the whole file (upfront is the same everywhere); runtime counts are summed."""
+    keys = list(REASONS)
+    counts = global_sums(accelerator, [runtime.skipped[k] for k in keys] + [runtime.truncated])
+    total = DataReport(upfront.total, upfront.skipped.copy(), 0)
+    total.add(DataReport(0, Counter({k: int(n) for k, n in zip(keys, counts[:-1], strict=True) if n}),
+                         int(counts[-1])))
+    return total
