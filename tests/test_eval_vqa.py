@@ -9,7 +9,12 @@ import pytest
 
 from training import eval as cli
 from training.evaluation.vqa import accuracy
-from training.evaluation.vqa_text import evalai_process, process_digit_article, process_punctuation
+from training.evaluation.vqa_text import (
+    evalai_process,
+    process_digit_article,
+    process_punctuation,
+    vizwiz_prepare,
+)
 
 
 def answers(*groups: tuple[str, int]) -> list[str]:
@@ -60,6 +65,18 @@ def test_accuracy_vectors(prediction, gold, official, evalai, m4c):
     assert accuracy(prediction, gold, "official") == pytest.approx(official)
     assert accuracy(prediction, gold, "evalai") == pytest.approx(evalai)
     assert accuracy(prediction, gold, "m4c") == pytest.approx(m4c)
+
+
+# VizWiz's evaluation processes the prediction always and the annotators' answers never.
+@pytest.mark.parametrize(("prediction", "gold", "vizwiz", "vqa"), [
+    ("Yes.", answers(("yes", 10)), 1.0, 0.0),
+    ("yes", answers(("Yes", 10)), 0.0, 0.0),
+    ("the dog", answers(("the dog", 10)), 0.0, 1.0),  # the article goes from the prediction only
+    ("Unanswerable", answers(("unanswerable", 8), ("blue", 2)), 1.0, 1.0),
+])
+def test_vizwiz_official_processing(prediction, gold, vizwiz, vqa):
+    assert accuracy(prediction, gold, "official", vizwiz_prepare) == pytest.approx(vizwiz)
+    assert accuracy(prediction, gold, "official") == pytest.approx(vqa)
 
 
 def test_answer_processing_steps():

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from training.evaluation import gqa, pope, scienceqa, visdial, vqa
 from training.evaluation.common import SHORT_ANSWER, EvalError, Question, Scores, need, prediction_text
+from training.evaluation.vqa_text import official_prepare, vizwiz_prepare
 
 
 @dataclass
@@ -61,9 +62,10 @@ def question_id_key(record: dict, where: str) -> str:
     return str(need(record, {"question_id": (int, str)}, where)["question_id"])
 
 
-def _vqa(name: str, load, processing: str, about: str, key=None, suffix: str = SHORT_ANSWER) -> Task:
+def _vqa(name: str, load, processing: str, about: str, key=None, suffix: str = SHORT_ANSWER,
+         official=official_prepare) -> Task:
     def score(pairs, sources: Sources) -> Scores:
-        return vqa.score(pairs, sources.processing or processing)
+        return vqa.score(pairs, sources.processing or processing, official)
 
     return Task(name, "generate", load, score, key or (lambda questions: question_id_key),
                 default_processing=processing, suffix=suffix, about=about)
@@ -97,7 +99,7 @@ register(_vqa("okvqa", lambda s: vqa.load_coco_vqa(s.questions, s.annotation("OK
                      "mscoco_val2014_annotations.json, images COCO_val2014_*.jpg"))
 register(_vqa("vizwiz", lambda s: vqa.load_vizwiz(s.annotation("VizWiz val.json"), s.image_pattern),
               "evalai", "VizWiz val: --annotations val.json, images as named there", key=_image_key,
-              suffix=vqa.VIZWIZ_SUFFIX))
+              suffix=vqa.VIZWIZ_SUFFIX, official=vizwiz_prepare))
 register(_vqa("textvqa", lambda s: vqa.load_textvqa(s.annotation("TextVQA_0.5.1_val.json"), s.image_pattern),
               "m4c", "TextVQA val: --annotations TextVQA_0.5.1_val.json, images <image_id>.jpg"))
 register(Task("pope", "generate", lambda s: pope.load_pope(s.annotations, s.image_pattern),

@@ -6,9 +6,9 @@ same formula). Subsets leave out one answer by position, which is what vqaEval.p
 does on the official files (every answer dict has its own `answer_id`).
 
 `processing` chooses how the two sides are normalised (vqa_text.py):
-- "official": vqaEval.py as it is.
-- "evalai": the prediction through EvalAI's processor first, then vqaEval.py: what an evaluation server gives
-  for a LLaVA-style submission (LLaVA's convert_vqav2_for_submission.py processes answers this way).
+- "official": the data set's own script as it is: vqaEval.py, or for VizWiz its fork (`vizwiz_prepare`).
+- "evalai": the prediction through EvalAI's processor first, then the official script: what an evaluation
+  server gives a LLaVA submission (LLaVA's convert_vqav2/vizwiz_for_submission.py process answers so).
 - "m4c": both sides through EvalAI's processor, always: LLaVA's TextVQA evaluator and lmms-eval's TextVQA and
   OK-VQA tasks.
 """
@@ -42,18 +42,19 @@ def leave_one_out(prediction: str, answers: list[str]) -> float:
     return mean(min(1.0, (matches - (a == prediction)) / 3) for a in answers)
 
 
-def accuracy(prediction: str, answers: list[str], processing: str = "official") -> float:
+def accuracy(prediction: str, answers: list[str], processing: str = "official", official=official_prepare) -> float:
+    """`official`: the data set's script (official_prepare, or vizwiz_prepare for VizWiz)."""
     if processing == "official":
-        return leave_one_out(*official_prepare(prediction, answers))
+        return leave_one_out(*official(prediction, answers))
     if processing == "evalai":
-        return leave_one_out(*official_prepare(evalai_process(prediction), answers))
+        return leave_one_out(*official(evalai_process(prediction), answers))
     if processing == "m4c":
         return leave_one_out(evalai_process(prediction), [evalai_process(a) for a in answers])
     raise ValueError(f"processing must be one of {PROCESSING}, not {processing!r}")
 
 
-def score(pairs: list[tuple[Question, str]], processing: str) -> Scores:
-    rows = [{"key": q.key, "prediction": text, "accuracy": accuracy(text, q.gold, processing), **q.info}
+def score(pairs: list[tuple[Question, str]], processing: str, official=official_prepare) -> Scores:
+    rows = [{"key": q.key, "prediction": text, "accuracy": accuracy(text, q.gold, processing, official), **q.info}
             for q, text in pairs]
     breakdown = {by: grouped_mean(rows, by, "accuracy") for by in ("answer_type", "question_type")
                  if any(by in r for r in rows)}

@@ -6,6 +6,8 @@ Two scripts, read for this (no code copied; the word tables are data and are the
   sides are stripped; punctuation and digit/article/contraction processing run, on the answers and on the
   prediction, only when the annotators did not all give the same string. So a prediction "Yes" scores 0
   against ten "yes", and the prediction is never lowercased otherwise.
+- VizWiz's evaluation (`VQAEval` by Qing Li, published with the data set): `vizwiz_prepare`, the same
+  processing, always on the prediction and never on the answers.
 - EvalAI's answer processor (facebookresearch/mmf, copied into LLaVA's `m4c_evaluator.py` and lmms-eval):
   `evalai_process`. Always lowercases, drops "," and "?", splits "'s", then the same two steps.
 
@@ -81,6 +83,12 @@ def official_prepare(prediction: str, answers: list[str]) -> tuple[str, list[str
         answers = [process_digit_article(process_punctuation(a)) for a in answers]
         prediction = process_digit_article(process_punctuation(prediction))
     return prediction, answers
+
+
+def vizwiz_prepare(prediction: str, answers: list[str]) -> tuple[str, list[str]]:
+    """VizWiz's own evaluation (the `VQAEval` published with the data set, a fork of vqaEval.py): the prediction
+    is always processed, the annotators' answers never (they are stored normalised)."""
+    return process_digit_article(process_punctuation(clean_whitespace(prediction))), answers
 
 
 def evalai_process(text: str) -> str:
