@@ -1,4 +1,5 @@
-"""Writes a folder in the released OmniMistral-v1_1 layout at tiny sizes, plus a transformers CLIP folder.
+"""Writes a folder in a released layout at tiny sizes (OmniMistral-v1_1, or the OmniFusion-1.0 repository root),
+plus a transformers CLIP folder.
 
 Everything is made here, from random weights and a sentencepiece model trained on a few sentences: the real
 release is 15 GB and not downloadable in tests. The adapter is pickled as the release did it (a whole module
@@ -8,6 +9,7 @@ loader that does not import it can read the file.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import io
 import json
@@ -38,6 +40,15 @@ class VisualToGPTMapping(nn.Module):
         out = self.transformer_layer(visual_embs)
         out = self.linear(out).view(-1, self.n_embeddings, self.embedding_dim)
         return out
+
+
+class MixedEncodersAdapter(nn.Module):
+    """Stands in for the encoders-mix release's adapter, whose code is not public: any other class will do."""
+
+    def __init__(self, width, out):
+        super(MixedEncodersAdapter, self).__init__()
+        self.clip_proj = nn.Linear(width, out)
+        self.dino_proj = nn.Linear(width, out)
 '''
 
 SENTENCES = ["This is a dialog with AI assistant.", "What is on this photo?", "What colour is the car?",
@@ -57,7 +68,7 @@ HIDDEN, ADAPTER_HEADS, ADAPTER_FF, VOCAB = 64, 4, 128, 400
 
 @dataclass
 class Release:
-    folder: Path  # OmniMistral-v1_1
+    folder: Path  # OmniMistral-v1_1, or the 1.0 repository root
     clip: Path  # transformers CLIPVisionModel folder
     projection: torch.nn.Module  # the pickled module, still usable here
     special: dict[str, torch.Tensor]
@@ -66,13 +77,23 @@ class Release:
     sp_model: bytes
 
 
-def save_projection(path: Path, workdir: Path, mutate=None, width: int = WIDTH) -> torch.nn.Module:
-    """Pickle a `models.VisualToGPTMapping` (bf16, train mode) to `path`; `models` is unimportable afterwards."""
+@contextlib.contextmanager
+def training_code(workdir: Path):
+    """The release's `models` module, importable inside the block only: what a pickle of it then needs."""
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "models.py").write_text(MODELS_PY)
     sys.path.insert(0, str(workdir))
     try:
-        models = importlib.import_module("models")
+        yield importlib.import_module("models")
+    finally:
+        sys.path.remove(str(workdir))
+        sys.modules.pop("models", None)
+        (workdir / "models.py").unlink()
+
+
+def save_projection(path: Path, workdir: Path, mutate=None, width: int = WIDTH) -> torch.nn.Module:
+    """Pickle a `models.VisualToGPTMapping` (bf16, train mode) to `path`; `models` is unimportable afterwards."""
+    with training_code(workdir) as models:
         torch.manual_seed(1)
         module = models.VisualToGPTMapping(width, HIDDEN, PATCHES, ADAPTER_HEADS, dim_feedforward=ADAPTER_FF)
         with torch.no_grad():  # LayerNorms start at 1/0; move them so a swapped norm would show
@@ -82,11 +103,27 @@ def save_projection(path: Path, workdir: Path, mutate=None, width: int = WIDTH) 
             mutate(module)
         module = module.to(torch.bfloat16).train()
         torch.save(module, path)
-    finally:
-        sys.path.remove(str(workdir))
-        sys.modules.pop("models", None)
-        (workdir / "models.py").unlink()
     return module
+
+
+def save_mixed_adapter(path: Path, workdir: Path) -> None:
+    with training_code(workdir) as models:
+        torch.save(models.MixedEncodersAdapter(WIDTH, HIDDEN), path)
+
+
+def save_pickled_shards(llm: MistralForCausalLM, folder: Path, shards: int = 3) -> None:
+    """What transformers < 4.35 wrote by default: pytorch_model-0000i-of-0000n.bin state dicts + their index."""
+    folder.mkdir(parents=True)
+    llm.config.save_pretrained(folder)
+    llm.generation_config.save_pretrained(folder)
+    keys = list(llm.state_dict())
+    weight_map = {}
+    for i in range(shards):
+        name = f"pytorch_model-{i + 1:05d}-of-{shards:05d}.bin"
+        part = {k: v for k, v in llm.state_dict().items() if k in keys[i::shards]}
+        torch.save(part, folder / name)
+        weight_map.update(dict.fromkeys(part, name))
+    (folder / "pytorch_model.bin.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
 
 
 def train_sentencepiece() -> bytes:
@@ -113,10 +150,14 @@ def save_clip(folder: Path, width: int = WIDTH) -> CLIPVisionModel:
     return model
 
 
-def write_release(root: Path) -> Release:
-    folder = root / "OmniMistral-v1_1"
+def write_release(root: Path, version: str = "1.1") -> Release:
+    """1.1: OmniMistral-v1_1/ with safetensors shards. 1.0: the repository root, `projection` without a suffix,
+    pickled `.bin` shards in OmniMistral-model/, the tokenizer in OmniMistral-tokenizer/."""
+    names = {"1.1": ("OmniMistral-v1_1", "projection.pt", "tuned-model", "tokenizer"),
+             "1.0": ("OmniFusion", "projection", "OmniMistral-model", "OmniMistral-tokenizer")}[version]
+    folder = root / names[0]
     folder.mkdir(parents=True)
-    projection = save_projection(folder / "projection.pt", root / "training-code")
+    projection = save_projection(folder / names[1], root / "training-code")
 
     torch.manual_seed(3)
     special = {name: torch.randn(HIDDEN).to(torch.bfloat16).requires_grad_() for name in ("USER", "BOT", "SOI", "EOI")}
@@ -127,9 +168,12 @@ def write_release(root: Path) -> Release:
         vocab_size=VOCAB, hidden_size=HIDDEN, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
         num_key_value_heads=2, max_position_embeddings=1024, sliding_window=None, tie_word_embeddings=False,
         bos_token_id=1, eos_token_id=2)).to(torch.bfloat16)
-    llm.save_pretrained(folder / "tuned-model", max_shard_size="40KB")  # several shards, like the release
+    if version == "1.1":
+        llm.save_pretrained(folder / names[2], max_shard_size="40KB")  # several shards, like the release
+    else:
+        save_pickled_shards(llm, folder / names[2])
 
-    tokenizer = folder / "tokenizer"
+    tokenizer = folder / names[3]
     tokenizer.mkdir()
     sp_model = train_sentencepiece()
     (tokenizer / "tokenizer.model").write_bytes(sp_model)

@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -18,8 +19,8 @@ from model.config import RELEASED_PROMPT, preset_config
 from model.dialog import SPECIALS, encode_dialog
 from model.omnifusion import OmniFusion
 from model.release.clip_weights import ClipWeights
-from model.release.convert import MISSING_CLIP, convert, infer_config, main
-from model.release.pickles import ReleasedAdapter, load_projection
+from model.release.convert import MISSING_CLIP, _AdapterHolder, convert, infer_config, main
+from model.release.pickles import ReleasedAdapter, load_projection, load_special
 from model.serving.engine import SamplingParams, generate
 from model.vision import VisionEncoder
 from tests.released_layout import PATCHES, SENTENCES, save_clip, save_projection, write_release
@@ -257,5 +258,18 @@ def test_real_release_sizes_infer_exactly_the_preset():
                               intermediate_size=14336, vocab_size=32000, max_position_embeddings=32768,
                               sliding_window=4096)
     assert infer_config(clip, adapter, mistral) == preset_config("omnifusion-1.1")
+    assert infer_config(clip, adapter, mistral, "omnifusion-1.0") == preset_config("omnifusion-1.1").replace(
+        preset="omnifusion-1.0")
     with pytest.raises(ValueError, match="n_embeddings=576, CLIP gives 256 patches"):
         infer_config(ClipWeights(**{**clip.__dict__, "image_size": 224}), adapter, mistral)
+
+
+def test_the_real_special_embeddings_fit_the_real_adapter():
+    """The release's own special_embeddings.pt (tests/fixtures): four bf16 [4096] vectors, read without code."""
+    special = load_special(Path(__file__).parent / "fixtures" / "omnifusion-1.1" / "special_embeddings.pt")
+    assert list(special) == list(SPECIALS)
+    with torch.device("meta"):
+        holder = _AdapterHolder(preset_config("omnifusion-1.1"))
+    for name, vector in special.items():
+        assert vector.dtype == torch.bfloat16 and vector.shape == holder.special[name].shape == (4096,)
+        assert vector.float().norm() > 0

@@ -1,10 +1,11 @@
-"""Convert the released OmniFusion-1.1 folder into our checkpoint format (see docs/convert.md).
+"""Convert a released OmniFusion folder into our checkpoint format (see docs/convert.md).
 
     python -m model.convert OmniMistral-v1_1 omnifusion-1.1 --clip clip-vit-large-patch14-336
 
-Reads projection.pt and special_embeddings.pt (pickles: the restricted unpickler in model/release/pickles.py),
-CLIP from --clip (not part of the release), links or copies the tuned-model/ shards and the tokenizer/ files
-into DST/llm/, and writes config.json, adapter.safetensors and vision.safetensors. Every shape is checked
+Finds the layout (layouts.py: OmniFusion-1.1, or 1.0 at the repository root), reads the adapter and
+special_embeddings.pt (pickles: the restricted unpickler in pickles.py), CLIP from --clip (not part of the
+release), links or converts the LLM shards and copies the tokenizer files into DST/llm/ (llm_folder.py), and
+writes config.json, adapter.safetensors and vision.safetensors. Every shape of the adapter and CLIP is checked
 against the modules we build from the inferred config before anything is written.
 """
 
@@ -18,7 +19,6 @@ import warnings
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 from transformers import AutoConfig
@@ -27,6 +27,8 @@ from model.adapter import Adapter
 from model.config import RELEASED_PROMPT, OmniFusionConfig, preset_config
 from model.dialog import SPECIALS
 from model.release.clip_weights import ClipWeights, load_clip
+from model.release.layouts import V1_0, find_layout
+from model.release.llm_folder import check_embeddings, write_llm
 from model.release.pickles import PICKLE_WARNING, ReleasedAdapter, load_projection, load_special
 from model.tokenizer import encode_segment, load_tokenizer
 from model.vision import VisionEncoder
@@ -38,10 +40,6 @@ MISSING_CLIP = (
     f"pytorch_model.bin), e.g.\n"
     f"    hf download {CLIP_REPO} config.json model.safetensors --local-dir clip-vit-large-patch14-336\n"
     f"and pass --clip clip-vit-large-patch14-336")
-RELEASE_FILES = ("projection.pt", "special_embeddings.pt", "tuned-model", "tokenizer")
-TOKENIZER_FILES = {"tokenizer.json", "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json",
-                   "added_tokens.json"}
-PICKLE_SUFFIXES = {".bin", ".pt", ".pth", ".pkl", ".ckpt"}
 # Probes for the tokenizer check: the released prompt plus the other scripts and symbols users type, and the
 # whitespace that a fast tokenizer converted from tokenizer.model splits differently (runs, tabs, indentation,
 # a leading space).
@@ -72,8 +70,11 @@ def _vision_name(cfg: OmniFusionConfig, preset: OmniFusionConfig) -> str:
             f"-l{cfg.vision_layers}{'-quickgelu' if cfg.vision_quick_gelu else ''}")
 
 
-def infer_config(clip: ClipWeights, adapter: ReleasedAdapter, llm_cfg) -> OmniFusionConfig:
-    """Preset omnifusion-1.1, with every size taken from what the files say; cross-component mismatches refused."""
+def infer_config(clip: ClipWeights, adapter: ReleasedAdapter, llm_cfg, release: str = "omnifusion-1.1"
+                 ) -> OmniFusionConfig:
+    """Preset omnifusion-1.1, with every size taken from what the files say; cross-component mismatches refused.
+    1.0 is taken to share 1.1's prompt and settings (its sizes come from its own files), so only the preset's
+    name (`release`) tells which weights these are."""
     hidden = llm_cfg.hidden_size
     grid = clip.image_size // clip.patch_size
     problems = []
@@ -100,53 +101,7 @@ def infer_config(clip: ClipWeights, adapter: ReleasedAdapter, llm_cfg) -> OmniFu
         llm_intermediate_size=llm_cfg.intermediate_size, llm_vocab_size=llm_cfg.vocab_size,
         llm_max_context=min(w for w in windows if w))
     cfg = cfg.replace(vision_model=_vision_name(cfg, preset))
-    return cfg if cfg.to_dict() == preset.to_dict() else cfg.replace(preset="converted")
-
-
-def _llm_shards(folder: Path, llm_cfg) -> list[Path]:
-    shards = sorted(folder.glob("*.safetensors"))
-    if not shards:
-        raise ValueError(f"{folder} has no *.safetensors weights; convert them with transformers first "
-                         f"(serving never loads pickled weights)")
-    for shard in shards:  # header only: cheap even for 5 GB shards
-        with safe_open(str(shard), "pt") as f:
-            for key in f.keys():
-                if key.endswith("embed_tokens.weight"):
-                    shape = tuple(f.get_slice(key).get_shape())
-                    want = (llm_cfg.vocab_size, llm_cfg.hidden_size)
-                    if shape != want:
-                        raise ValueError(f"{shard.name}: {key} is {shape}, config.json says {want}")
-    return shards
-
-
-def _link_or_copy(src: Path, dst: Path) -> bool:
-    """Hard link when SRC and DST share a file system (no extra 14.5 GB; the shards are never written in
-    place, so sharing them is safe); otherwise copy. -> whether it linked."""
-    try:
-        os.link(src, dst)
-        return True
-    except OSError:
-        shutil.copy2(src, dst)
-        return False
-
-
-def _write_llm(tuned: Path, tokenizer: Path, out: Path, echo) -> None:
-    out.mkdir()
-    linked = copied = 0
-    for f in sorted(tuned.iterdir()):
-        # Pickled weights stay behind (serving reads safetensors only), and so does any tokenizer the fine-tune
-        # folder may carry: the release's own tokenizer/ is the one it was trained with.
-        if f.is_file() and f.suffix not in PICKLE_SUFFIXES and f.name not in TOKENIZER_FILES:
-            if _link_or_copy(f, out / f.name):
-                linked += 1
-            else:
-                copied += 1
-    echo(f"LLM: {linked} files hard-linked, {copied} copied from {tuned}")
-    names = [f for f in sorted(tokenizer.iterdir()) if f.is_file()]
-    if not {"tokenizer.model", "tokenizer.json"} & {f.name for f in names}:
-        raise ValueError(f"{tokenizer} has neither tokenizer.model nor tokenizer.json")
-    for f in names:
-        shutil.copy2(f, out / f.name)
+    return cfg.replace(preset=release if cfg.to_dict() == preset.to_dict() else "converted")
 
 
 def _check_tokenizer(folder: Path, vocab_size: int) -> None:
@@ -170,24 +125,25 @@ def _check_tokenizer(folder: Path, vocab_size: int) -> None:
 def convert(src: str | Path, dst: str | Path, clip: str | Path | None, dtype: str = "bf16",
             echo=print) -> OmniFusionConfig:
     src, dst = Path(src), Path(dst)
-    missing = [name for name in RELEASE_FILES if not (src / name).exists()]
-    if missing:
-        raise FileNotFoundError(f"{src} is not the released OmniMistral-v1_1 folder: missing {', '.join(missing)}")
+    layout = find_layout(src)
     if clip is None:
         raise FileNotFoundError(MISSING_CLIP)
     if dst.exists() and any(dst.iterdir()):
         raise FileExistsError(f"{dst} exists and is not empty; choose a new folder")
     torch_dtype = DTYPES[dtype]
+    projection, llm = src / layout.projection, src / layout.llm
+    echo(f"layout: {layout.name}")
+    if layout is V1_0 and (src / "OmniMistral-v1_1").is_dir():
+        echo(f"note: {src} also holds OmniMistral-v1_1/; pass that folder to convert OmniFusion-1.1 instead")
 
-    echo(PICKLE_WARNING.format(path=src / "projection.pt"))
-    released = load_projection(src / "projection.pt")
-    special = load_special(src / "special_embeddings.pt")
-    llm_cfg = AutoConfig.from_pretrained(str(src / "tuned-model"))
-    _llm_shards(src / "tuned-model", llm_cfg)
+    echo(PICKLE_WARNING.format(path=projection))
+    released = load_projection(projection)
+    special = load_special(src / layout.special)
+    llm_cfg = AutoConfig.from_pretrained(str(llm))
     weights = load_clip(clip, fallback=_preset_geometry())
     echo(f"CLIP: {weights.source} weights, {weights.layers} blocks of width {weights.width}, "
          f"{weights.image_size}px, quick_gelu={weights.quick_gelu}")
-    cfg = infer_config(weights, released, llm_cfg)
+    cfg = infer_config(weights, released, llm_cfg, layout.name)
 
     # Shape checks against the modules this config builds; on the meta device, so no memory for real sizes.
     with torch.device("meta"):
@@ -197,7 +153,7 @@ def convert(src: str | Path, dst: str | Path, clip: str | Path | None, dtype: st
     vision = {k: v for k, v in weights.state.items() if not _unused_by_tower(k, kept)}
     with warnings.catch_warnings():  # copying into meta tensors is a no-op, which is all we want here
         warnings.filterwarnings("ignore", message=".*non-meta parameter.*meta parameter")
-        load_adapter_state(holder, {**released.state, **special}, str(src / "projection.pt"))
+        load_adapter_state(holder, {**released.state, **special}, str(projection))
         load_state_checked(tower, vision, f"CLIP weights from {clip}")
 
     partial = dst.with_name(f".{dst.name}.partial-{os.getpid()}")
@@ -210,7 +166,8 @@ def convert(src: str | Path, dst: str | Path, clip: str | Path | None, dtype: st
                   metadata={"format": "pt"})
         save_file({k: v.to(torch_dtype).contiguous() for k, v in vision.items()}, str(partial / VISION_FILE),
                   metadata={"format": "pt"})
-        _write_llm(src / "tuned-model", src / "tokenizer", partial / cfg.llm_subfolder, echo)
+        write_llm(llm, src / layout.tokenizer, partial / cfg.llm_subfolder, echo)
+        check_embeddings(partial / cfg.llm_subfolder, llm_cfg)
         _check_tokenizer(partial / cfg.llm_subfolder, llm_cfg.vocab_size)
         if dst.exists():
             dst.rmdir()  # empty, checked above
@@ -238,7 +195,7 @@ def _unused_by_tower(key: str, kept_blocks: int) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m model.convert", description=__doc__.split("\n\n")[0])
-    parser.add_argument("src", help="the released OmniMistral-v1_1 folder")
+    parser.add_argument("src", help="the released OmniMistral-v1_1 folder (or the repository root for 1.0)")
     parser.add_argument("dst", help="new folder for the converted checkpoint")
     parser.add_argument("--clip", help=f"local copy of {CLIP_REPO} (transformers or open_clip layout)")
     parser.add_argument("--dtype", choices=sorted(DTYPES), default="bf16",

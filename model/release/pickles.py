@@ -1,10 +1,11 @@
-"""Reading the released OmniFusion-1.1 pickles (`projection.pt`, `special_embeddings.pt`) without running them.
+"""Reading the released OmniFusion pickles (`projection.pt`, in 1.0 `projection`; `special_embeddings.pt`)
+without running them.
 
 `projection.pt` is the adapter pickled as a whole module of class `models.VisualToGPTMapping`, a class from the
 training code that we neither have nor want to import. A restricted unpickler maps that one class to an empty
 stand-in and admits only the handful of torch classes and functions a pickled `TransformerEncoderLayer` +
 `Linear` needs; any other global (os.system, builtins.eval, ...) stops the load before it is called.
-Only model/convert.py uses this module: serving reads safetensors only.
+Only model/release/convert.py uses this module: serving reads safetensors only.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import torch
 from torch import nn
 
 from model.dialog import SPECIALS
+from model.release.layouts import UNSUPPORTED_MIX
 
 PICKLE_WARNING = (
     "warning: {path} is a Python pickle, and unpickling can run arbitrary code. Use release files only from "
@@ -25,6 +27,9 @@ PICKLE_WARNING = (
     "unpickler that refuses everything but the adapter's torch modules and tensors.")
 
 RELEASED_CLASS = "VisualToGPTMapping"
+# Where the training code's own classes live in its pickles (`__main__` when saved from a notebook): another
+# class from there is another adapter (the encoders-mix release has one), not an attack.
+_TRAINING_MODULES = {"models", "__main__"}
 
 # What pickling nn.TransformerEncoderLayer + nn.Linear produces (torch 1.x and 2.x). Classes are only
 # instantiated with __new__ and filled with __setstate__, functions are the tensor rebuilders.
@@ -58,9 +63,13 @@ class RestrictedUnpickler(pickle.Unpickler):
             return super().find_class("builtins" if module == "__builtin__" else module, name)
         if module == "torch" and isinstance(getattr(torch, name, None), torch.dtype):
             return getattr(torch, name)
+        if module.split(".")[0] in _TRAINING_MODULES:
+            raise pickle.UnpicklingError(
+                f"refusing to load {module}.{name}: an adapter class of the training code other than the "
+                f"single-encoder {RELEASED_CLASS} of OmniFusion-1.0 and -1.1. {UNSUPPORTED_MIX}")
         raise pickle.UnpicklingError(
             f"refusing to load {module}.{name}: the released adapter pickle contains only torch modules and "
-            f"tensors, so this file is not the OmniFusion-1.1 projection.pt (or it was tampered with)")
+            f"tensors, so this file is not the OmniFusion projection.pt (or it was tampered with)")
 
 
 def _restricted_load(file, **kwargs):
