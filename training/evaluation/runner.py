@@ -2,6 +2,7 @@
 
     answer_all(model, prompts, params, batch_size) -> [answer text]        (generation tasks)
     score_candidates(model, context, candidates, batch_size) -> [log p]     (ranking tasks: VisDial)
+    candidate_likelihoods(...) -> [(log p, is greedy)]                     (lmms-eval's loglikelihood)
 
 A `Prompt` is a question with its images (files or PIL images), or a whole dialog in the protocol's message
 format whose image parts name an image by its index (`{"type": "image", "key": "0"}`). Images are read only
@@ -110,9 +111,16 @@ def answer_all(model, prompts: Sequence[Prompt], params: SamplingParams | None =
     return answers
 
 
-@torch.inference_mode()
 def score_candidates(model, context: Prompt, candidates: Sequence[str], batch_size: int = 32) -> list[float]:
     """Log-likelihood (natural log, summed over tokens) of each candidate as the assistant's next answer.
+    See candidate_likelihoods."""
+    return [logp for logp, _ in candidate_likelihoods(model, context, candidates, batch_size)]
+
+
+@torch.inference_mode()
+def candidate_likelihoods(model, context: Prompt, candidates: Sequence[str], batch_size: int = 32
+                          ) -> list[tuple[float, bool]]:
+    """-> (log-likelihood, whether greedy decoding would produce every token of it) per candidate.
 
     The context is run once; each batch of candidates continues from a copy of its KV cache, so 100
     candidates cost one prompt plus their own few tokens. The candidate's tokens are exactly those of an
@@ -125,7 +133,7 @@ def score_candidates(model, context: Prompt, candidates: Sequence[str], batch_si
     cache = DynamicCache()
     out = model.llm(inputs_embeds=prefix[None], cache=cache, use_cache=True)
     first = torch.log_softmax(out.logits[0, -1].float(), -1)  # [V]: predicts every candidate's first token
-    scores: list[float] = []
+    scores: list[tuple[float, bool]] = []
     for start in range(0, len(tokens), batch_size):
         chunk = tokens[start:start + batch_size]
         width = max(1, max(len(t) for t in chunk))
@@ -143,7 +151,9 @@ def score_candidates(model, context: Prompt, candidates: Sequence[str], batch_si
                            use_cache=True).logits.float()  # [B, W, V]
         logp = torch.cat([first.expand(len(chunk), 1, -1), torch.log_softmax(logits[:, :-1], -1)], 1)
         picked = logp.gather(-1, ids[..., None])[..., 0] * mask  # [B, W]
-        scores += [float(s) if len(t) else float("-inf") for s, t in zip(picked.sum(-1), chunk, strict=True)]
+        greedy = ((logp.argmax(-1) == ids) | (mask == 0)).all(-1)  # [B]
+        scores += [(float(s), bool(g)) if len(t) else (float("-inf"), False)
+                   for s, g, t in zip(picked.sum(-1), greedy, chunk, strict=True)]
     return scores
 
 

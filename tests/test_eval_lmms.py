@@ -1,0 +1,94 @@
+"""The lmms-eval adapter, offline: two local tasks (generation, multiple choice) from JSON lines and PNGs, run by
+lmms-eval's own evaluator on the tiny model. Skipped where lmms-eval is not installed (`pip install -e .[lmms]`)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.model_helpers import drawn_image
+
+pytest.importorskip("lmms_eval")
+
+from lmms_eval.evaluator import simple_evaluate  # noqa: E402
+from lmms_eval.tasks import TaskManager  # noqa: E402
+
+from model.serving.engine import SamplingParams  # noqa: E402
+from training.evaluation.lmms_adapter import OmniFusionLMM  # noqa: E402
+from training.evaluation.runner import Prompt, answer_all, candidate_likelihoods  # noqa: E402
+
+UTILS = '''from PIL import Image
+
+
+def doc_to_visual(doc):
+    return [Image.open(doc["image"]).convert("RGB")]
+
+
+def doc_to_text(doc):
+    return doc["question"]
+'''
+COMMON = """dataset_path: json
+dataset_kwargs:
+  data_files:
+    test: {data}
+test_split: test
+doc_to_visual: !function utils.doc_to_visual
+doc_to_text: !function utils.doc_to_text
+"""
+GENERATE = """task: omnifusion_local_gen
+output_type: generate_until
+doc_to_target: answer
+generation_kwargs:
+  max_new_tokens: 5
+  temperature: 0
+  do_sample: false
+metric_list:
+  - metric: exact_match
+    aggregation: mean
+    higher_is_better: true
+"""
+CHOICE = """task: omnifusion_local_choice
+output_type: multiple_choice
+doc_to_choice: ["red", "blue"]
+doc_to_target: 0
+metric_list:
+  - metric: acc
+    aggregation: mean
+    higher_is_better: true
+"""
+
+
+@pytest.fixture
+def tasks(tmp_path):
+    docs = []
+    for i, colour in enumerate([(200, 30, 30), (30, 30, 200)]):
+        path = tmp_path / f"img{i}.png"
+        drawn_image(colour).save(path)
+        docs.append({"image": str(path), "question": "What colour is the shape?", "answer": "red"})
+    data = tmp_path / "docs.jsonl"
+    data.write_text("".join(json.dumps(d) + "\n" for d in docs))
+    folder = tmp_path / "tasks"
+    folder.mkdir()
+    (folder / "utils.py").write_text(UTILS)
+    (folder / "gen.yaml").write_text(COMMON.format(data=data) + GENERATE)
+    (folder / "choice.yaml").write_text(COMMON.format(data=data) + CHOICE)
+    return folder, docs
+
+
+def test_lmms_eval_runs_our_model_on_local_tasks(tasks):
+    folder, docs = tasks
+    adapter = OmniFusionLMM(preset="tiny", device="cpu", batch_size=2)
+    results = simple_evaluate(model=adapter, tasks=["omnifusion_local_gen", "omnifusion_local_choice"],
+                              task_manager=TaskManager(include_path=str(folder)), log_samples=True)
+    prompts = [Prompt(d["question"], [d["image"]]) for d in docs]
+    expected = answer_all(adapter.model, prompts, SamplingParams(max_new_tokens=5), progress=False)
+    generated = sorted(results["samples"]["omnifusion_local_gen"], key=lambda s: s["doc_id"])
+    assert [s["resps"][0][0] for s in generated] == expected  # lmms-eval's answers are our engine's answers
+    assert "exact_match,none" in results["results"]["omnifusion_local_gen"]
+    choices = sorted(results["samples"]["omnifusion_local_choice"], key=lambda s: s["doc_id"])
+    for sample, prompt in zip(choices, prompts, strict=True):
+        ours = [candidate_likelihoods(adapter.model, prompt, [c])[0][0] for c in ("red", "blue")]
+        theirs = [resp[0][0] for resp in sample["resps"]]
+        assert theirs == pytest.approx(ours, abs=1e-4)
+        assert sample["acc"] == float(ours[0] > ours[1])

@@ -1,0 +1,66 @@
+"""Our checkpoints as an lmms-eval model, so any lmms-eval task runs with them (`pip install -e .[lmms]`):
+
+    python -m lmms_eval --model omnifusion --model_args path=runs/stage2,batch_size=16 --tasks textvqa_val
+
+The name is registered through the `lmms_eval.models` entry point (pyproject.toml); from Python,
+`lmms_eval.evaluator.simple_evaluate(model=OmniFusionLMM(path=...), tasks=[...])` needs no registration.
+Generation goes through runner.answer_all (continuous batching on our engine), likelihoods through
+runner.candidate_likelihoods; images come first, then lmms-eval's prompt text, in the released layout.
+"""
+
+from __future__ import annotations
+
+from lmms_eval.api.model import lmms
+from lmms_eval.models.registry_v2 import ModelManifest
+
+from model.checkpoint import load_model
+from model.serving.engine import SamplingParams
+from training.evaluation.runner import Prompt, answer_all, candidate_likelihoods
+
+MANIFEST = ModelManifest(model_id="omnifusion",
+                         simple_class_path="training.evaluation.lmms_adapter.OmniFusionLMM")
+
+
+class OmniFusionLMM(lmms):
+    def __init__(self, path: str | None = None, preset: str = "tiny", device: str = "auto", batch_size=16,
+                 **kwargs):
+        super().__init__()
+        self.model = load_model(preset, path, device=device)
+        self.batch_size = int(batch_size)
+
+    def _prompt(self, context, doc_to_visual, doc_id, task, split) -> Prompt:
+        visuals = doc_to_visual(self.task_dict[task][split][doc_id]) if doc_to_visual else []
+        visuals = [v for v in (visuals if isinstance(visuals, list) else [visuals]) if v is not None]
+        return Prompt(context[0] if isinstance(context, list) else context, visuals)
+
+    def generate_until(self, requests) -> list[str]:
+        out: list[str | None] = [None] * len(requests)
+        groups: dict[tuple, list[int]] = {}  # one engine run per distinct set of generation settings
+        for i, request in enumerate(requests):
+            groups.setdefault(_settings(request.args[1]), []).append(i)
+        for (max_new_tokens, temperature, until), indices in groups.items():
+            params = SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature, stop=until or None,
+                                    seed=0)
+            prompts = [self._prompt(requests[i].args[0], *requests[i].args[2:]) for i in indices]
+            for i, text in zip(indices, answer_all(self.model, prompts, params, self.batch_size), strict=True):
+                out[i] = text
+                self.cache_hook.add_partial("generate_until", (requests[i].args[0], requests[i].args[1]), text)
+        return out
+
+    def loglikelihood(self, requests) -> list[tuple[float, bool]]:
+        out = []
+        for context, target, doc_to_visual, doc_id, task, split in [r.args for r in requests]:
+            continuation = target if isinstance(target, str) else target(self.task_dict[task][split][doc_id])
+            prompt = self._prompt(context, doc_to_visual, doc_id, task, split)
+            out += candidate_likelihoods(self.model, prompt, [continuation], self.batch_size)
+        return out
+
+    def generate_until_multi_round(self, requests) -> list[str]:
+        raise NotImplementedError("multi-round generation is not supported by the omnifusion adapter")
+
+
+def _settings(gen_kwargs: dict) -> tuple:
+    until = gen_kwargs.get("until") or ()
+    until = (until,) if isinstance(until, str) else tuple(until)
+    temperature = float(gen_kwargs.get("temperature") or 0.0) if gen_kwargs.get("do_sample") else 0.0
+    return int(gen_kwargs.get("max_new_tokens") or 128), temperature, until
