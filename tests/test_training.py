@@ -240,23 +240,24 @@ def test_bad_data_is_skipped_counted_and_reported(work, caplog):
     assert "1 images that could not be decoded" in caplog.text and "1 image files that do not exist" in caplog.text
 
 
-def test_eval_prints_caption_loss_and_vqa_accuracy(work, stage1, capsys):
-    vqa = work.root / "data" / "vqa.jsonl"
-    vqa.write_text("".join(json.dumps({"image": i, "question": PROMPT, "answers": [c, "something else"]}) + "\n"
-                           for i, c in work.images))
-    out = work.root / "eval.json"
-    assert evaluate.main(["--model", str(stage1.out), "--captions", work.common["data"], "--vqa", str(vqa),
-                          "--vqa-suffix", "", "--max-new-tokens", "24", "--out", str(out)]) == 0
-    results = json.loads(out.read_text())
-    assert results["caption_samples"] == 8 and results["vqa_questions"] == 8
-    assert results["caption_loss"] < 0.5 * stage1.losses[0]
-    assert results["vqa_exact_match"] >= 0.75
-    assert "caption_perplexity" in capsys.readouterr().out
-
-
-def test_exact_match_normalisation():
-    assert evaluate.normalize_answer("The Two red apples.") == evaluate.normalize_answer("2 red apples")
-    assert evaluate.normalize_answer("3.5") == "3.5" and evaluate.normalize_answer("Yes!\nmore text") == "yes"
+def test_eval_of_the_trained_model_caption_loss_and_gqa_accuracy(work, stage1, capsys):
+    out = work.root / "eval"
+    assert evaluate.main(["run", "--task", "captions", "--model", str(stage1.out), "--annotations",
+                          work.common["data"], "--out", str(out / "captions.json")]) == 0
+    captions = json.loads((out / "captions.json").read_text())
+    assert captions["counts"]["samples"] == 8
+    assert captions["metrics"]["loss"] < 0.5 * stage1.losses[0]
+    assert "perplexity" in capsys.readouterr().out
+    # The same pictures as GQA-layout questions: exact match after GQA's normalisation (lower case, no final ".").
+    questions = {f"q{n}": {"imageId": i.removesuffix(".png"), "question": PROMPT, "answer": c.rstrip(".").lower(),
+                           "isBalanced": True, "types": {"structural": "query"}} for n, (i, c) in enumerate(work.images)}
+    (work.root / "data" / "gqa.json").write_text(json.dumps(questions))
+    assert evaluate.main(["run", "--task", "gqa", "--model", str(stage1.out), "--questions",
+                          str(work.root / "data" / "gqa.json"), "--image-root", str(work.root / "data"),
+                          "--image-pattern", "{image_id}.png", "--prompt-suffix", "", "--max-new-tokens", "24",
+                          "--out", str(out / "gqa.json")]) == 0
+    gqa = json.loads((out / "gqa.json").read_text())
+    assert gqa["scored"] == 8 and gqa["metrics"]["accuracy"] >= 0.75
 
 
 @pytest.mark.parametrize("stage", [1, 2])
