@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -58,6 +59,14 @@ def cancel_key(job_id: str) -> str:
 
 def heartbeat_key(worker_name: str) -> str:
     return f"{PREFIX}:worker:{worker_name}"
+
+
+def lease_key(entry_id: str) -> str:
+    """Who runs the job entry `entry_id` now: a worker's lease token, with a TTL (docs/protocol.md)."""
+    return f"{PREFIX}:lease:{entry_id}"
+
+
+LEASE_PREFIX = lease_key("")
 
 
 class ProtocolError(Exception):
@@ -142,8 +151,10 @@ def parse_job(raw: bytes | str) -> Job:
     if not isinstance(reply, str) or not reply.startswith(f"{PREFIX}:reply:"):
         raise ProtocolError("bad_job", f"reply must be an {PREFIX}:reply:<id> stream name")
     deadline = body.get("deadline")
-    if deadline is not None and not isinstance(deadline, int | float):
-        raise ProtocolError("bad_job", "deadline must be a Unix time in seconds")
+    # bool is an int to Python; NaN and Infinity are valid to its JSON parser: neither is a time
+    if deadline is not None and (isinstance(deadline, bool) or not isinstance(deadline, int | float)
+                                 or not math.isfinite(deadline)):
+        raise ProtocolError("bad_job", "deadline must be a Unix time in seconds (a finite number) or null")
     params = body.get("params") or {}
     if not isinstance(params, dict):
         raise ProtocolError("bad_job", "params must be an object")

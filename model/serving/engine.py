@@ -8,6 +8,7 @@ model/release/generation.py.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -15,9 +16,22 @@ from dataclasses import dataclass, field
 import torch
 from transformers import DynamicCache
 
+from model.serving.batching import isolate, length_groups
 from model.serving.kvcache import BatchCache
 from model.serving.stopping import StopChecker
 from model.tokenizer import IncrementalDecoder
+
+# Every decoded token is checked against every stop string: a client must not make that cost unbounded.
+MAX_STOP_STRINGS = 16
+MAX_STOP_CHARS = 64
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)  # JSON `true` is not a number
+
+
+def _is_number(value) -> bool:
+    return _is_int(value) or (isinstance(value, float) and math.isfinite(value))
 
 
 @dataclass
@@ -32,19 +46,23 @@ class SamplingParams:
 
     def __post_init__(self):
         problems = []
-        if not isinstance(self.max_new_tokens, int) or not 1 <= self.max_new_tokens <= 8192:
+        if not _is_int(self.max_new_tokens) or not 1 <= self.max_new_tokens <= 8192:
             problems.append("max_new_tokens must be an integer in 1..8192")
-        if not isinstance(self.temperature, int | float) or not 0 <= self.temperature <= 5:
-            problems.append("temperature must be in 0..5")
-        if not isinstance(self.top_p, int | float) or not 0 < self.top_p <= 1:
-            problems.append("top_p must be in (0, 1]")
-        if not isinstance(self.top_k, int) or self.top_k < 0:
+        if not _is_number(self.temperature) or not 0 <= self.temperature <= 5:
+            problems.append("temperature must be a number in 0..5")
+        if not _is_number(self.top_p) or not 0 < self.top_p <= 1:
+            problems.append("top_p must be a number in (0, 1]")
+        if not _is_int(self.top_k) or self.top_k < 0:
             problems.append("top_k must be a non-negative integer")
-        if not isinstance(self.wrap_up, int | float) or not 0 <= self.wrap_up < 1:
-            problems.append("wrap_up must be in [0, 1)")
+        if self.seed is not None and (not _is_int(self.seed) or not 0 <= self.seed < 2**63):
+            problems.append("seed must be an integer in 0..2**63-1")
+        if not _is_number(self.wrap_up) or not 0 <= self.wrap_up < 1:
+            problems.append("wrap_up must be a number in [0, 1)")
         if self.stop is not None:
-            if not isinstance(self.stop, list | tuple) or not all(isinstance(s, str) for s in self.stop):
-                problems.append("stop must be a list of strings")
+            if (not isinstance(self.stop, list | tuple) or len(self.stop) > MAX_STOP_STRINGS
+                    or not all(isinstance(s, str) and len(s) <= MAX_STOP_CHARS for s in self.stop)):
+                problems.append(f"stop must be a list of at most {MAX_STOP_STRINGS} strings of at most "
+                                f"{MAX_STOP_CHARS} characters")
             else:
                 self.stop = tuple(self.stop)
         if problems:
@@ -68,8 +86,9 @@ class Request:
 class Event:
     id: str
     text: str  # new text safe to show (may be empty)
-    finish: str | None = None  # stop | length | cancelled when the request is over
+    finish: str | None = None  # stop | length | cancelled | error when the request is over
     tokens: int = 0  # tokens generated so far
+    error: Exception | None = None  # finish == "error": what this request alone failed with
 
 
 class _Row:
@@ -121,31 +140,77 @@ class BatchGenerator:
     def tokens_in_flight(self) -> int:
         return self.kv.tokens()
 
+    def slots(self) -> int:
+        return self.kv.slots()
+
+    def budgets(self) -> list[tuple[int, int]]:
+        """(tokens in the cache, tokens it may still generate) per row: what admission plans with."""
+        if not self.rows:
+            return []
+        held = self.kv.mask.sum(-1).tolist()
+        return [(int(n), r.params.max_new_tokens - len(r.tokens)) for n, r in zip(held, self.rows, strict=True)]
+
     @torch.inference_mode()
     def add(self, requests: list[Request]) -> list[Event]:
-        """Prefill `requests` together and join them to the batch; returns their first-token events."""
-        if not requests:
-            return []
+        """Prefill `requests` and join them to the batch; returns their first-token events. Requests of similar
+        length are prefilled together; a request whose prefill fails even alone gets an `error` event, and
+        the rest join as if it had never been there."""
+        events = []
+        for group in length_groups(requests, lambda r: r.embeds.shape[0]):
+            ran, failed = isolate(group, self._prefill)
+            for _, (rows, cache, mask, logits) in ran:
+                self.kv.join(cache, mask)
+                self.rows.extend(rows)
+                events += self._advance(rows, logits)
+            events += [Event(r.id, "", "error", 0, error=exc) for r, exc in failed]
+        return events
+
+    def _prefill(self, requests: list[Request]):
+        """Runs the model on `requests`; touches no engine state, so a failure leaves no trace."""
+        rows = [_Row(r, self.model.tokenizer, self.default_stop) for r in requests]
         batch = self.model.pad_batch([r.embeds for r in requests], left=True)
         cache = DynamicCache()
         out = self.model.llm(inputs_embeds=batch["inputs_embeds"], attention_mask=batch["attention_mask"],
                              position_ids=batch["position_ids"], cache=cache, use_cache=True, logits_to_keep=1)
-        self.kv.join(cache, batch["attention_mask"])
-        rows = [_Row(r, self.model.tokenizer, self.default_stop) for r in requests]
-        self.rows.extend(rows)
-        return self._advance(rows, out.logits[:, -1])
+        return rows, cache, batch["attention_mask"], out.logits[:, -1]
 
     @torch.inference_mode()
     def step(self) -> list[Event]:
-        """One token for every row."""
+        """One token for every row. If the batched step raises, only a row that also fails alone ends (with an
+        `error` event); the others get their token."""
         if not self.rows:
             return []
-        last = torch.tensor([[r.tokens[-1]] for r in self.rows], device=self.model.device)  # [B, 1]
-        positions = self.kv.next_positions()  # [B, 1]
-        out = self.model.llm(input_ids=last, attention_mask=self.kv.step_mask(), position_ids=positions,
-                             cache=self.kv.cache, use_cache=True)
-        self.kv.after_step()
-        return self._advance(self.rows, out.logits[:, -1])
+        try:
+            logits = self._decode(self.kv, self.rows)
+        except Exception as exc:  # noqa: BLE001 - an OOM or one row's bad state: find out which, below
+            return self._step_isolating(exc)
+        return self._advance(self.rows, logits)
+
+    def _decode(self, kv: BatchCache, rows: list[_Row]) -> torch.Tensor:
+        last = torch.tensor([[r.tokens[-1]] for r in rows], device=self.model.device)  # [B, 1]
+        out = self.model.llm(input_ids=last, attention_mask=kv.step_mask(), position_ids=kv.next_positions(),
+                             cache=kv.cache, use_cache=True)
+        kv.after_step()
+        return out.logits[:, -1]  # [B, V]
+
+    def _step_isolating(self, error: Exception) -> list[Event]:
+        # The failed pass may have appended a column to some layers: undo that, then bisect the batch on copies
+        # of its rows (memory for one more copy of the cache, briefly) and rebuild it from the parts that ran.
+        self.kv.rollback()
+        rows, kv = self.rows, self.kv
+        self.rows, self.kv = [], BatchCache()
+
+        def attempt(indices: list[int]):
+            part = kv.subset(indices)
+            return part, self._decode(part, [rows[i] for i in indices])
+
+        ran, failed = isolate(list(range(len(rows))), attempt, failed_whole=error)
+        events = []
+        for indices, (part, logits) in ran:
+            self.kv.join(part.cache, part.mask)
+            self.rows.extend(rows[i] for i in indices)
+            events += self._advance([rows[i] for i in indices], logits)
+        return events + [Event(rows[i].id, "", "error", len(rows[i].tokens), error=exc) for i, exc in failed]
 
     def cancel(self, request_id: str) -> Event | None:
         for r in self.rows:
@@ -159,12 +224,17 @@ class BatchGenerator:
         logits = logits.float().cpu()  # [len(rows), V]
         events, finished = [], []
         for r, row_logits in zip(rows, logits, strict=True):
-            token = _sample(row_logits, r.params, r.generator)
-            r.tokens.append(token)
-            r.first_token_at = r.first_token_at or time.monotonic()
-            is_eos = token == self.eos
-            text = r.stopper.feed("" if is_eos else r.decoder.push(token), len(r.tokens), eos=is_eos)
-            events.append(Event(r.id, text, r.stopper.finish, len(r.tokens)))
+            try:
+                token = _sample(row_logits, r.params, r.generator)
+                r.tokens.append(token)
+                r.first_token_at = r.first_token_at or time.monotonic()
+                is_eos = token == self.eos
+                text = r.stopper.feed("" if is_eos else r.decoder.push(token), len(r.tokens), eos=is_eos)
+                events.append(Event(r.id, text, r.stopper.finish, len(r.tokens)))
+            except Exception as exc:  # noqa: BLE001 - e.g. NaN logits in one row: that row ends, not the batch
+                events.append(Event(r.id, "", "error", len(r.tokens), error=exc))
+                finished.append(r)
+                continue
             if r.stopper.finish:
                 finished.append(r)
         self._drop(finished)
@@ -178,13 +248,21 @@ class BatchGenerator:
             self.rows = [self.rows[i] for i in keep]
 
 
+def _raising(events: list[Event]) -> list[Event]:
+    """The one-call forms serve one caller: a request that failed is that caller's exception."""
+    for e in events:
+        if e.error is not None:
+            raise e.error
+    return events
+
+
 def stream(model, embeds: torch.Tensor, params: SamplingParams | None = None) -> Iterator[Event]:
     """One request, events as tokens come."""
     engine = BatchGenerator(model)
-    events = engine.add([Request("0", embeds, params or SamplingParams())])
+    events = _raising(engine.add([Request("0", embeds, params or SamplingParams())]))
     while events:
         yield from (e for e in events if e.text or e.finish)
-        events = engine.step() if engine.rows else []
+        events = _raising(engine.step()) if engine.rows else []
 
 
 def generate(model, embeds: list[torch.Tensor], params: SamplingParams | list[SamplingParams] | None = None
@@ -195,14 +273,15 @@ def generate(model, embeds: list[torch.Tensor], params: SamplingParams | list[Sa
     texts = {str(i): "" for i in range(len(embeds))}
     done: dict[str, tuple[str, list[int]]] = {}
     rows = {}
-    events = engine.add([Request(str(i), e, p) for i, (e, p) in enumerate(zip(embeds, params, strict=True))])
+    events = _raising(engine.add([Request(str(i), e, p)
+                                  for i, (e, p) in enumerate(zip(embeds, params, strict=True))]))
     rows.update({r.id: r for r in engine.rows})
     while events:
         for e in events:
             texts[e.id] += e.text
             if e.finish:
                 done[e.id] = (e.finish, rows[e.id].tokens)
-        events = engine.step() if engine.rows else []
+        events = _raising(engine.step()) if engine.rows else []
     return [(texts[str(i)], *done[str(i)]) for i in range(len(embeds))]
 
 

@@ -65,16 +65,62 @@ class BatchCache:
 
     def keep(self, rows: list[int]) -> None:
         """Keep only `rows` (in this order), then drop columns that are padding for every row left."""
+        kept = self.subset(rows)
+        self.cache, self.mask = kept.cache, kept.mask
+
+    def subset(self, rows: list[int]) -> BatchCache:
+        """A new cache with only `rows` (in this order), without the columns that are padding for all of them.
+        Copies the tensors (index_select); `self` is unchanged."""
+        out = BatchCache()
         if not rows:
-            self.cache, self.mask = None, None
-            return
+            return out
         index = torch.tensor(rows, device=self.mask.device)
         mask = self.mask.index_select(0, index)
         first = int(mask.any(0).nonzero()[0])  # first column some row still uses
-        self.mask = mask[:, first:]
+        out.mask, out.cache = mask[:, first:], DynamicCache()
+        for i, layer in enumerate(_layers(self.cache)):
+            out.cache.update(layer.keys.index_select(0, index)[:, :, first:],
+                             layer.values.index_select(0, index)[:, :, first:], i)
+        return out
+
+    def rollback(self) -> None:
+        """Undo a forward pass that raised part-way: layers it already reached hold one column more than the
+        mask knows about (`after_step` never ran). Cut them back so the cache is what it was."""
         for layer in _layers(self.cache):
-            layer.keys = layer.keys.index_select(0, index)[:, :, first:]
-            layer.values = layer.values.index_select(0, index)[:, :, first:]
+            layer.keys = layer.keys[:, :, :self.length]
+            layer.values = layer.values[:, :, :self.length]
+
+    def slots(self) -> int:
+        """Cells held per layer, padding included: rows x width. What the memory really costs."""
+        return self.batch_size * self.length
+
+
+def peak_slots(rows: list[tuple[int, int]]) -> int:
+    """Worst-case cells (per layer) a batch will hold: rows are (tokens now, tokens still to generate).
+
+    Every row is left-padded to the longest, and all rows grow by one column per step, so after s more steps
+    the cache holds (rows still there) x (longest of them + s). That only grows until some row's budget runs
+    out, so the peak is just before a row leaves: evaluate at each row's remaining budget. Assumes no row
+    stops early (an upper bound). O(n^2) for a batch of n rows; n is at most WORKER_MAX_BATCH."""
+    peak = 0
+    for _, steps in rows:
+        present = [length for length, left in rows if left >= steps]
+        peak = max(peak, len(present) * (max(present) + steps))
+    return peak
+
+
+def admissible(running: list[tuple[int, int]], waiting: list[tuple[int, int]], budget: int) -> int:
+    """How many of `waiting` (in order, (prompt tokens, max new tokens) each) may join `running` so that the
+    batch's peak stays within `budget` cells. First come, first served: a job that does not fit waits, and
+    nothing behind it overtakes it (no starvation of long prompts). An empty batch always takes one job, so a
+    job bigger than the budget still runs, alone."""
+    rows, n = list(running), 0
+    for candidate in waiting:
+        if rows and peak_slots([*rows, candidate]) > budget:
+            break
+        rows.append(candidate)
+        n += 1
+    return n
 
 
 def _left_pad(x: torch.Tensor, width: int) -> torch.Tensor:  # [B, h, T, d] -> [B, h, width, d]
