@@ -29,13 +29,15 @@ from model.weights import adapter_state, load_adapter_state
 from training import eval as evaluate
 from training import run
 from training.config import build_config
-from training.data import DialogDataset, Sample, collate
+from training.data import DialogDataset, Sample, collate, load_samples, trained_tokens
 from training.loop import train
+from training.sampler import StepBatches
 from training.trainee import Trainee, freeze_for_stage
 
 COLOURS = {"red": (220, 30, 30), "green": (30, 200, 30), "blue": (30, 30, 220), "yellow": (230, 220, 30)}
 SHAPES = ("circle", "square")
 PROMPT = "Describe the image briefly."
+FAST_SEED = 42  # TrainConfig's default: the data order of the runs below
 FAST = {"num_workers": 0, "gradient_checkpointing": False, "warmup_ratio": 0.0, "caption_prompt": PROMPT,
         "save_every": 1000, "log_every": 1}
 
@@ -181,6 +183,36 @@ def test_loss_counts_only_answer_tokens(work):
     # The trailing user turn comes after every answer token: if its tokens were targets, the loss would move.
     assert loss(PROMPT, "A red circle.", "Something else entirely, and longer.") == reference
     assert loss(PROMPT, "A blue square.", "Thanks!") != reference
+
+
+def test_every_answer_token_weighs_the_same_however_the_step_is_cut(work):
+    """One micro-batch of 4 dialogs or 4 micro-batches of 1: the same loss and gradient (as litgpt and the HF
+    Trainer do). A mean per micro-batch would weigh a one-answer dialog as much as a three-answer one."""
+    # Text only: the adapter's dropout would otherwise draw other masks for other micro-batch shapes.
+    dialogs = [{"conversations": [{"from": "human", "value": f"Name a {shape}."}, {"from": "gpt", "value": caption}]
+                + ([{"from": "human", "value": "Its colour?"}, {"from": "gpt", "value": caption.split()[1]},
+                    {"from": "human", "value": "Its shape?"}, {"from": "gpt", "value": shape}] if n % 2 else [])}
+               for n, (_, caption) in enumerate(work.images) for shape in [caption.split()[2].rstrip(".")]]
+    data = work.root / "data" / "text_dialogs.json"
+    data.write_text(json.dumps(dialogs))
+    samples = load_samples(data, None, PROMPT)[0]
+    model = OmniFusion.from_pretrained(work.seeing, device="cpu")
+    first_step = next(iter(StepBatches(len(samples), 4, 1, 1, 0, seed=FAST_SEED, epoch=0)))
+    dataset = DialogDataset(samples, model.tokenizer, model.config.replace(prompt_append_eos=True), 2048,
+                            work.root / "data")
+    counts = [trained_tokens(dataset[i]["dialog"]) for i in first_step]
+    assert len(set(counts)) > 1, counts  # the test means something only if the answers differ in length
+    cfg = {**FAST, "stage": 2, "init_from": str(work.seeing), "data": str(data), "batch_size": 4, "max_steps": 1,
+           "seed": FAST_SEED}
+    runs = {}
+    for micro in (4, 1):
+        out = work.root / f"weighting{micro}"
+        result = train(build_config({**cfg, "micro_batch_size": micro, "output_dir": str(out)}))
+        runs[micro] = (result.losses[0], float(next(csv.DictReader((out / "metrics.csv").open()))["grad_norm"]))
+    assert runs[1] == pytest.approx(runs[4], rel=1e-5)
+    # A micro-batch left without a trained token adds nothing to the step: zero, never NaN.
+    trainee = Trainee(model, cached_features=False)
+    assert trainee(collate(["no_trained_tokens"]), num_items=7).item() == 0.0
 
 
 @pytest.mark.parametrize("stage", [1, 2])
