@@ -259,16 +259,17 @@ def test_bad_data_is_skipped_counted_and_reported(work, caplog):
               json.dumps({"image": "img/missing.png", "caption": "A ghost."}),
               json.dumps({"image": "img/corrupt.png", "caption": "Broken."}),
               json.dumps({"id": "e", "conversations": []}),
-              json.dumps({"image": "img/red_circle.png", "caption": "word " * 3000})]  # longer than the context
+              json.dumps({"image": "img/red_circle.png", "caption": "word " * 3000}),  # longer than the context
+              json.dumps({"image": "../../../../../../etc/hostname", "caption": "Not yours."})]
     (data / "bad.jsonl").write_text("\n".join(lines) + "\n")
     caplog.set_level("INFO")
     result = train(build_config({**FAST, "init_from": str(work.seeing), "output_dir": str(work.root / "bad"),
                                  "data": str(data / "bad.jsonl"), "batch_size": 10, "micro_batch_size": 5,
                                  "max_steps": 1, "max_length": 256}))
     assert result.step == 1
-    assert result.report.total == 13
+    assert result.report.total == 14
     assert dict(result.report.skipped) == {"broken_json": 1, "missing_image": 1, "empty_conversation": 1,
-                                           "unreadable_image": 1, "too_long": 1}
+                                           "unreadable_image": 1, "too_long": 1, "outside_root": 1}
     assert "1 images that could not be decoded" in caplog.text and "1 image files that do not exist" in caplog.text
 
 
