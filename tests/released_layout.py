@@ -13,6 +13,7 @@ import contextlib
 import importlib
 import io
 import json
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,6 +76,16 @@ class Release:
     llm: MistralForCausalLM  # as saved (bf16)
     clip_model: CLIPVisionModel
     sp_model: bytes
+
+
+class RunsCode:
+    """Pickles to a call of os.system: touching `marker` proves a loader ran it."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
 
 
 @contextlib.contextmanager

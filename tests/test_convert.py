@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sys
 from pathlib import Path
@@ -23,7 +22,7 @@ from model.release.convert import MISSING_CLIP, _AdapterHolder, convert, infer_c
 from model.release.pickles import ReleasedAdapter, load_projection, load_special
 from model.serving.engine import SamplingParams, generate
 from model.vision import VisionEncoder
-from tests.released_layout import PATCHES, SENTENCES, save_clip, save_projection, write_release
+from tests.released_layout import PATCHES, SENTENCES, RunsCode, save_clip, save_projection, write_release
 
 
 @pytest.fixture(scope="module")
@@ -148,25 +147,17 @@ def test_bf16_default_and_open_clip_source(release, converted, tmp_path):
 
 # --- (b) a pickle that would run code is refused before it runs ---------------------------------------------
 
-class _RunsCode:
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return os.system, (f"touch {self.marker}",)
-
-
 def test_pickle_with_disallowed_global_is_refused_unexecuted(release, tmp_path):
     marker = tmp_path / "pwned"
     folder = _copy_release(release, tmp_path)
-    torch.save(_RunsCode(marker), folder / "projection.pt")
+    torch.save(RunsCode(marker), folder / "projection.pt")
     with pytest.raises(ValueError, match=r"refusing to load (posix|os)\.system"):
         convert(folder, tmp_path / "out", release.clip, echo=lambda m: None)
     assert not marker.exists() and not (tmp_path / "out").exists()
 
     # Hidden inside an otherwise genuine adapter module.
     def smuggle(module):
-        module.extra = _RunsCode(marker)
+        module.extra = RunsCode(marker)
 
     save_projection(folder / "projection.pt", tmp_path / "code", mutate=smuggle)
     with pytest.raises(ValueError, match="refusing"):

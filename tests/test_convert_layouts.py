@@ -4,7 +4,6 @@ converted, OmniMistral-v1_1-encoders-mix is refused as what it is, anything else
 from __future__ import annotations
 
 import json
-import os
 import shutil
 
 import pytest
@@ -16,7 +15,7 @@ from model.release.convert import convert
 from model.release.layouts import ENCODERS_MIX
 from model.release.llm_folder import safetensors_from_bin
 from model.release.pickles import load_projection
-from tests.released_layout import PATCHES, save_mixed_adapter, write_release
+from tests.released_layout import PATCHES, RunsCode, save_mixed_adapter, write_release
 
 
 def quiet(_message):
@@ -99,20 +98,12 @@ def test_an_unknown_folder_lists_both_layouts(tmp_path):
     assert f"pass {tmp_path / 'OmniMistral-v1_1'}" in text
 
 
-class _RunsCode:
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return os.system, (f"touch {self.marker}",)
-
-
 def test_a_bin_shard_that_would_run_code_is_refused_unexecuted(release_1_0, tmp_path):
     folder = tmp_path / "OmniFusion"
     shutil.copytree(release_1_0.folder, folder)
     marker = tmp_path / "pwned"
     shard = folder / "OmniMistral-model" / "pytorch_model-00002-of-00003.bin"
-    torch.save({"model.norm.weight": torch.ones(64), "extra": _RunsCode(marker)}, shard)
+    torch.save({"model.norm.weight": torch.ones(64), "extra": RunsCode(marker)}, shard)
     with pytest.raises(ValueError, match="cannot read .*pytorch_model-00002-of-00003.bin as a state dict"):
         convert(folder, tmp_path / "out", release_1_0.clip, echo=quiet)
     assert not marker.exists() and not (tmp_path / "out").exists()
