@@ -166,6 +166,7 @@ def setup_control_routes(app: web.Application, api: LocalBotAPI) -> None:
                     for (kind, lang), text in bot.descriptions.items()
                 ],
                 "pending_updates": bot.updates.pending_count,
+                "draft_lifetime": api.draft_lifetime,
             }
         )
 

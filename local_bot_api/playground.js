@@ -1,20 +1,14 @@
-// The playground: one browser tab = one Telegram user chatting with the real bot through the local
-// Bot API server. Text from the bot is rendered from its entities with DOM nodes only (no innerHTML).
-"use strict";
+// The playground: one browser = one Telegram user chatting with the real bot through the local Bot API
+// server, in a private chat or (toggle) in a group with the bot. Everything goes through /_control/ as that
+// user would act in a Telegram client; the live feed (/_control/events) brings the bot's side.
+import { createLog, renderDraft, renderMessage } from "./playground_render.js";
 
 const $ = (id) => document.getElementById(id);
+const KEY = { user: "playground-user", name: "playground-name", lang: "playground-lang", group: "playground-group" };
+const state = { me: 0, chat: 0, isGroup: false, bot: null, replyTo: null, feed: null, draftTimer: null };
 const bubbles = new Map(); // message_id -> element
-let me = null;
+let log;
 let typingTimer = null;
-
-function userId() {
-  let id = sessionStorage.getItem("playground-user");
-  if (!id) {
-    id = String(100000000 + Math.floor(Math.random() * 800000000));
-    sessionStorage.setItem("playground-user", id);
-  }
-  return Number(id);
-}
 
 async function control(action, body) {
   const options = { method: "POST" };
@@ -26,110 +20,45 @@ async function control(action, body) {
   return data.result;
 }
 
-function showError(text) {
-  $("error").textContent = text || "";
+const getJson = async (url) => (await fetch(url)).json();
+const showError = (text) => { $("error").textContent = text || ""; };
+const act = (promise) => promise.catch((e) => showError(e.message));
+const who = () => ({ user_id: state.me, chat_id: state.chat });
+
+// --- what the user is shown besides messages ---------------------------------------------------------
+function toast(text) {
+  const box = $("toast");
+  box.textContent = text;
+  box.hidden = false;
+  clearTimeout(box.timer);
+  box.timer = setTimeout(() => { box.hidden = true; }, 3000);
 }
 
-// --- rendering text with entities (offsets are UTF-16 code units, like JS strings) ---------------------
-const SAFE_URL = /^(https?:|tg:|mailto:)/i;
-
-function entityElement(entity, text) {
-  const tags = { bold: "b", italic: "i", underline: "u", strikethrough: "s", code: "code" };
-  if (tags[entity.type]) return document.createElement(tags[entity.type]);
-  let el;
-  switch (entity.type) {
-    case "pre": {
-      el = document.createElement("pre");
-      const code = document.createElement("code");
-      if (entity.language) code.dataset.language = entity.language;
-      el.appendChild(code);
-      el.inner = code;
-      return el;
-    }
-    case "blockquote":
-    case "expandable_blockquote":
-      return document.createElement("blockquote");
-    case "spoiler":
-      el = document.createElement("span");
-      el.className = "spoiler";
-      el.addEventListener("click", () => el.classList.add("shown"));
-      return el;
-    case "text_link":
-    case "url":
-    case "email": {
-      const href = entity.type === "text_link" ? entity.url
-        : entity.type === "email" ? `mailto:${text}` : (/^https?:/i.test(text) ? text : `http://${text}`);
-      if (!SAFE_URL.test(href || "")) return document.createElement("span");
-      el = document.createElement("a");
-      el.href = href;
-      el.target = "_blank";
-      el.rel = "noopener noreferrer";
-      return el;
-    }
-    case "bot_command":
-      el = document.createElement("a");
-      el.className = "cmd";
-      el.addEventListener("click", () => sendText(text.split("@")[0]));
-      return el;
-    case "mention":
-    case "hashtag":
-      el = document.createElement("span");
-      el.className = "mention";
-      return el;
-    default:
-      return document.createElement("span");
-  }
+function alertBox(text) { // answerCallbackQuery(show_alert=True): a dialog the user must close
+  $("alert-text").textContent = text;
+  $("alert").hidden = false;
+  $("alert-ok").focus();
 }
 
-function renderText(text, entities, start = 0, end = text.length) {
-  const fragment = document.createDocumentFragment();
-  const sorted = [...(entities || [])].sort((a, b) => a.offset - b.offset || b.length - a.length);
-  let pos = start;
-  let i = 0;
-  while (i < sorted.length) {
-    const entity = sorted[i];
-    const entityEnd = Math.min(entity.offset + entity.length, end);
-    if (entity.offset < pos || entity.offset >= end) { i += 1; continue; }
-    if (entity.offset > pos) fragment.appendChild(document.createTextNode(text.slice(pos, entity.offset)));
-    const nested = [];
-    i += 1;
-    while (i < sorted.length && sorted[i].offset < entityEnd) nested.push(sorted[i++]);
-    const el = entityElement(entity, text.slice(entity.offset, entityEnd));
-    (el.inner || el).appendChild(renderText(text, nested, entity.offset, entityEnd));
-    fragment.appendChild(el);
-    pos = entityEnd;
-  }
-  if (pos < end) fragment.appendChild(document.createTextNode(text.slice(pos, end)));
-  return fragment;
+function showTyping(action) {
+  clearTimeout(typingTimer);
+  $("typing").textContent = action ? `bot is ${action === "typing" ? "typing" : action.replace(/_/g, " ")}…` : "";
+  if (action) typingTimer = setTimeout(() => showTyping(null), 5000);
 }
 
-// --- messages ------------------------------------------------------------------------------------------
-function keyboard(markup, message) {
-  const box = document.createElement("div");
-  box.className = "keyboard";
-  for (const row of markup.inline_keyboard || []) {
-    const line = document.createElement("div");
-    line.className = "row";
-    for (const button of row) {
-      let el;
-      if (button.url && SAFE_URL.test(button.url)) {
-        el = document.createElement("a");
-        el.href = button.url;
-        el.target = "_blank";
-        el.rel = "noopener noreferrer";
-      } else {
-        el = document.createElement("button");
-        el.type = "button";
-        el.addEventListener("click", () => control("press_button", {
-          user_id: me, chat_id: me, message_id: message.message_id, data: button.callback_data,
-        }).catch((e) => showError(e.message)));
-      }
-      el.textContent = button.text;
-      line.appendChild(el);
-    }
-    box.appendChild(line);
-  }
-  return box;
+function showDraft(draft) {
+  clearTimeout(state.draftTimer);
+  renderDraft(draft, log, { stop: () => act(control("stop_draft", who())), command: sendText });
+  // Telegram drops a draft that is not refreshed for 30 s; the server says so too on the next read.
+  if (draft) state.draftTimer = setTimeout(() => showDraft(null), (state.bot.draft_lifetime || 30) * 1000);
+}
+
+function showIntro() { // an empty chat shows the bot's description, as Telegram's "What can this bot do?"
+  const texts = Object.fromEntries(state.bot.descriptions.filter((d) => d.field === "description")
+    .map((d) => [d.language_code, d.text]));
+  const text = texts[$("lang").value] || texts[""] || "";
+  $("intro").textContent = text;
+  $("intro").hidden = !text || bubbles.size > 0;
 }
 
 function replyKeyboard(markup) {
@@ -142,143 +71,170 @@ function replyKeyboard(markup) {
     const line = document.createElement("div");
     line.className = "row";
     for (const button of row) {
-      const el = document.createElement("button");
-      el.type = "button";
-      el.textContent = typeof button === "string" ? button : button.text;
-      el.addEventListener("click", () => sendText(el.textContent));
-      line.appendChild(el);
+      const node = document.createElement("button");
+      node.type = "button";
+      node.textContent = typeof button === "string" ? button : button.text;
+      node.addEventListener("click", () => sendText(node.textContent));
+      line.appendChild(node);
     }
     kb.appendChild(line);
   }
   box.appendChild(kb);
 }
 
-function media(message) {
-  const parts = [];
-  if (message.photo) {
-    const img = document.createElement("img");
-    img.src = `/_control/files/${encodeURIComponent(message.photo[message.photo.length - 1].file_id)}`;
-    img.alt = "photo";
-    parts.push(img);
-  }
-  const other = message.document || message.sticker || message.voice || message.video;
-  if (other) {
-    const el = document.createElement("div");
-    el.className = "file";
-    const label = message.document ? `📄 ${other.file_name}` : message.sticker ? `sticker ${other.emoji || ""}`
-      : message.voice ? `🎤 voice, ${other.duration} s` : `🎬 video, ${other.duration} s`;
-    el.textContent = label;
-    parts.push(el);
-  }
-  return parts;
+function setReply(view) {
+  state.replyTo = view ? view.message_id : null;
+  const message = view && view.message;
+  $("replying-text").textContent = message ? (message.text || message.caption || "a message").slice(0, 80) : "";
+  $("replying").hidden = !view;
+  if (view) $("text").focus();
 }
+
+const messageActions = {
+  press: (view, data) => act(control("press_button", { ...who(), message_id: view.message_id, data })),
+  react: (view, emoji) => act(control("react", { ...who(), message_id: view.message_id, emoji })),
+  reply: (view) => setReply(view),
+  command: (text) => sendText(text),
+};
 
 function upsert(view) {
-  const message = view.message;
-  let el = bubbles.get(view.message_id);
-  if (view.deleted) {
-    if (el) el.remove();
-    bubbles.delete(view.message_id);
-    return;
-  }
-  const stick = $("log").scrollHeight - $("log").scrollTop - $("log").clientHeight < 80;
-  if (!el) {
-    el = document.createElement("div");
-    el.className = view.from_bot ? "msg" : "msg me";
-    bubbles.set(view.message_id, el);
-    $("log").appendChild(el);
-  }
-  el.replaceChildren();
-  if (message.reply_to_message) {
-    const quote = document.createElement("div");
-    quote.className = "quote";
-    const target = message.reply_to_message;
-    quote.textContent = target.text || target.caption || (target.photo ? "photo" : "message");
-    el.appendChild(quote);
-  }
-  for (const part of media(message)) el.appendChild(part);
-  const text = message.text ?? message.caption ?? "";
-  el.appendChild(renderText(text, message.entities || message.caption_entities));
-  if (message.reply_markup) el.appendChild(keyboard(message.reply_markup, message));
+  renderMessage(view, bubbles, log, { me: state.me, isGroup: state.isGroup }, messageActions);
   if (view.from_bot && view.keyboard) replyKeyboard(view.keyboard.remove_keyboard ? null : view.keyboard);
-  const meta = document.createElement("div");
-  meta.className = "meta";
-  const time = new Date(message.date * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
-  meta.textContent = view.edit_count ? `edited ×${view.edit_count} · ${time}` : time;
-  el.appendChild(meta);
-  if (stick) $("log").scrollTop = $("log").scrollHeight;
+  showIntro();
 }
 
-function showTyping(action) {
-  clearTimeout(typingTimer);
-  $("typing").textContent = action ? `bot is ${action === "typing" ? "typing" : action.replace(/_/g, " ")}…` : "";
-  if (action) typingTimer = setTimeout(() => showTyping(null), 5000);
-}
-
+// --- loading -------------------------------------------------------------------------------------------
 async function loadMenu() {
-  const query = new URLSearchParams({ chat_id: me, user_id: me, language_code: $("lang").value });
-  const { commands } = await (await fetch(`/_control/commands?${query}`)).json();
+  const query = new URLSearchParams({ chat_id: state.chat, user_id: state.me, language_code: $("lang").value });
+  const { commands } = await getJson(`/_control/commands?${query}`);
   const menu = $("menu");
   menu.replaceChildren();
-  for (const item of commands.length ? commands : [{ command: "start", description: "" }]) {
+  const items = (commands.length ? commands : [{ command: "start", description: "" }]).map((c) => [`/${c.command}`, c.description]);
+  if (state.isGroup) items.unshift([`@${state.bot.me.username}`, "Mention the bot (privacy mode: it sees only mentions, commands and replies)"]);
+  for (const [label, description] of items) {
     const button = document.createElement("button");
     button.type = "button";
-    button.textContent = `/${item.command}`;
-    button.title = item.description;
-    button.addEventListener("click", () => sendText(`/${item.command}`));
+    button.textContent = label;
+    button.title = description;
+    button.addEventListener("click", () => (label.startsWith("@") ? mention() : sendText(label)));
     menu.appendChild(button);
   }
 }
 
+function mention() {
+  const prefix = `@${state.bot.me.username} `;
+  if (!$("text").value.startsWith(prefix)) $("text").value = prefix + $("text").value;
+  $("text").focus();
+}
+
 async function loadTranscript() {
-  const data = await (await fetch(`/_control/transcript?chat_id=${me}`)).json();
+  const data = await getJson(`/_control/transcript?chat_id=${state.chat}`);
   for (const view of data.messages) upsert(view);
   showTyping(data.action);
+  showDraft(data.draft);
+  showIntro();
+  log.toEnd(); // a reload lands at the bottom (and stays there while pictures load)
+}
+
+async function loadPlayground() {
+  const { banner, samples } = await getJson("/_control/playground");
+  $("banner").textContent = banner;
+  $("banner").title = banner;
+  $("banner").hidden = !banner;
+  const tray = $("tray");
+  tray.replaceChildren();
+  for (const sample of samples) {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "sample";
+    button.title = sample.caption ? `Send with "${sample.caption}"` : "Send this picture";
+    const img = document.createElement("img");
+    img.src = sample.url;
+    img.alt = sample.name;
+    button.appendChild(img);
+    button.addEventListener("click", () => sendSample(sample));
+    tray.appendChild(button);
+  }
+  tray.hidden = samples.length === 0;
 }
 
 // --- sending -------------------------------------------------------------------------------------------
+function captionFor(text) { // in a group the bot only sees messages that mention it (or replies to it)
+  const mentioned = text.includes(`@${state.bot.me.username}`);
+  return state.isGroup && text && !mentioned && !state.replyTo ? `@${state.bot.me.username} ${text}` : text;
+}
+
+function sent() {
+  $("text").value = "";
+  $("attach").value = "";
+  $("files").textContent = "";
+  setReply(null);
+}
+
 async function sendText(text) {
   showError("");
   try {
-    await control("send_text", { user_id: me, text });
-  } catch (e) {
-    showError(e.message);
-  }
+    await control("send_text", { ...who(), text, reply_to: state.replyTo });
+    setReply(null);
+  } catch (e) { showError(e.message); }
+}
+
+async function sendSample(sample) {
+  showError("");
+  const typed = $("text").value.trim();
+  try {
+    await control("send_sample", { ...who(), name: sample.name, caption: typed || captionFor(sample.caption), reply_to: state.replyTo });
+    sent();
+  } catch (e) { showError(e.message); }
+}
+
+function form(fields, files) {
+  const body = new FormData();
+  for (const [key, value] of Object.entries({ ...who(), ...fields })) if (value) body.append(key, value);
+  for (const [part, file] of files) body.append(part, file, file.name);
+  return body;
 }
 
 async function sendForm(event) {
   event.preventDefault();
   const text = $("text").value;
-  const files = [...$("photo").files];
+  const files = [...$("attach").files];
   if (!text.trim() && !files.length) return;
   showError("");
   try {
-    if (files.length) {
-      const form = new FormData();
-      form.append("user_id", me);
-      if (text.trim()) form.append("caption", text);
-      for (const file of files.slice(0, 10)) form.append("photo", file, file.name);
-      await control(files.length > 1 ? "send_album" : "send_photo", form);
-    } else {
-      await control("send_text", { user_id: me, text });
+    // Pictures go as photos (several: an album); anything else as a document, like a Telegram client.
+    const photos = files.filter((f) => /^image\/(png|jpeg|webp|gif|bmp)$/.test(f.type)).slice(0, 10);
+    const documents = files.filter((f) => !photos.includes(f));
+    let caption = text.trim() ? text : null;
+    if (photos.length) {
+      await control(photos.length > 1 ? "send_album" : "send_photo",
+        form({ caption, reply_to: photos.length > 1 ? null : state.replyTo }, photos.map((f) => ["photo", f])));
+      caption = null;
     }
-    $("text").value = "";
-    $("photo").value = "";
-    $("files").textContent = "";
-  } catch (e) {
-    showError(e.message);
-  }
+    for (const file of documents) {
+      await control("send_document", form({ caption, reply_to: state.replyTo }, [["document", file]]));
+      caption = null;
+    }
+    if (!files.length) await control("send_text", { ...who(), text, reply_to: state.replyTo });
+    sent();
+  } catch (e) { showError(e.message); }
 }
 
-// --- start ---------------------------------------------------------------------------------------------
+// --- the chat: private, or a group with the same user and the bot ----------------------------------------
 function listen() {
-  const feed = new EventSource(`/_control/events?chat_id=${me}`);
+  if (state.feed) state.feed.close();
+  const feed = state.feed = new EventSource(`/_control/events?chat_id=${state.chat}`);
   feed.onmessage = (event) => {
     const data = JSON.parse(event.data);
-    if (data.type === "ready") { $("status").textContent = "online"; loadTranscript(); loadMenu(); }
-    else if (data.type === "commands") loadMenu();
+    if (data.type === "ready") { $("status").textContent = "online"; act(loadTranscript()); act(loadMenu()); }
+    else if (data.type === "commands") act(loadMenu());
+    else if (data.type === "playground") act(loadPlayground());
+    else if (data.type === "profile") act(loadBot().then(showIntro));
     else if (data.type === "chat_action") showTyping(data.action);
-    else if (data.message) {
+    else if (data.type === "draft") showDraft(data.draft);
+    else if (data.type === "callback_answer" && data.user_id === state.me) {
+      if (data.answer.text) (data.answer.show_alert ? alertBox : toast)(data.answer.text);
+    } else if (data.message) {
       if (data.type === "message" && data.message.from_bot) showTyping(null);
       upsert(data.message);
     }
@@ -286,35 +242,74 @@ function listen() {
   feed.onerror = () => { $("status").textContent = "reconnecting…"; };
 }
 
+async function openChat() {
+  state.isGroup = $("group").checked;
+  localStorage.setItem(KEY.group, state.isGroup ? "1" : "");
+  state.chat = state.isGroup ? -1002000000000 - (state.me % 1000000000) : state.me;
+  if (state.isGroup) {
+    const { chat } = await getJson(`/_control/transcript?chat_id=${state.chat}`);
+    if (!chat) {
+      await control("create_group", { title: `${$("name").value}'s group`, members: [state.me], chat_id: state.chat });
+    }
+  }
+  bubbles.clear();
+  log.node.replaceChildren($("intro"));
+  setReply(null);
+  showDraft(null);
+  $("text").placeholder = state.isGroup
+    ? "Message the group: the bot sees /commands, @mentions and replies to it"
+    : "Message (or a caption for the attachment)";
+  listen();
+}
+
 async function register() {
   const user = await control("create_user", {
-    user_id: me, first_name: $("name").value || "Guest", language_code: $("lang").value,
+    user_id: state.me, first_name: $("name").value || "Guest", language_code: $("lang").value,
   });
-  sessionStorage.setItem("playground-name", user.first_name);
-  sessionStorage.setItem("playground-lang", user.language_code);
+  localStorage.setItem(KEY.name, user.first_name);
+  localStorage.setItem(KEY.lang, user.language_code);
+}
+
+async function loadBot() {
+  state.bot = await getJson("/_control/bot");
+  $("botname").textContent = `${state.bot.me.first_name} @${state.bot.me.username}`;
+  document.title = `${state.bot.me.first_name} — playground`;
+}
+
+function userId() { // remembered, so a reload or a restart of `make demo` shows the same chat
+  let id = localStorage.getItem(KEY.user);
+  if (!id) {
+    id = String(100000000 + Math.floor(Math.random() * 800000000));
+    localStorage.setItem(KEY.user, id);
+  }
+  return Number(id);
 }
 
 async function main() {
-  me = userId();
-  $("name").value = sessionStorage.getItem("playground-name") || `Guest ${String(me).slice(-4)}`;
+  log = createLog($("log"));
+  state.me = userId();
+  $("name").value = localStorage.getItem(KEY.name) || `Guest ${String(state.me).slice(-4)}`;
   const browserLanguage = (navigator.language || "en").slice(0, 2) === "ru" ? "ru" : "en";
-  $("lang").value = sessionStorage.getItem("playground-lang") || browserLanguage;
-  $("whoami").textContent = `id ${me}`;
-  const bot = await (await fetch("/_control/bot")).json();
-  $("botname").textContent = `${bot.me.first_name} @${bot.me.username}`;
-  document.title = `${bot.me.first_name} — playground`;
+  $("lang").value = localStorage.getItem(KEY.lang) || browserLanguage;
+  $("group").checked = Boolean(localStorage.getItem(KEY.group));
+  $("whoami").textContent = `id ${state.me}`;
+  await loadBot();
   await register();
-  $("name").addEventListener("change", register);
-  $("lang").addEventListener("change", () => register().then(loadMenu));
+  await loadPlayground();
+  $("name").addEventListener("change", () => act(register()));
+  $("lang").addEventListener("change", () => act(register().then(loadMenu).then(showIntro)));
+  $("group").addEventListener("change", () => act(openChat()));
   $("composer").addEventListener("submit", sendForm);
-  $("photo").addEventListener("change", () => {
-    $("files").textContent = [...$("photo").files].map((f) => f.name).join(", ");
+  $("attach").addEventListener("change", () => {
+    $("files").textContent = [...$("attach").files].map((f) => f.name).join(", ");
   });
+  $("replying-cancel").addEventListener("click", () => setReply(null));
+  $("alert-ok").addEventListener("click", () => { $("alert").hidden = true; });
   $("newuser").addEventListener("click", () => {
-    sessionStorage.clear();
+    for (const key of Object.values(KEY)) localStorage.removeItem(key);
     location.reload();
   });
-  listen();
+  await openChat();
 }
 
 main().catch((e) => showError(`Cannot reach the server: ${e.message}`));

@@ -1,122 +1,121 @@
-"""The playground page in a real headless Chromium, chatting with an aiogram bot through the local server.
-
-The bot here is a small stand-in written with aiogram (the real bot's browser run belongs to the demo
-tests): it shows "typing", streams an answer by edits, formats with HTML and downloads photos.
-"""
+"""The playground's server side without a browser: the sample-picture tray and the banner as data given to
+the server, the page's files, and the state kept on disk across a restart (history, files, port)."""
 
 from __future__ import annotations
 
-import asyncio
-import shutil
+import base64
+import json
 
+import aiohttp
 import pytest
-from aiogram import Bot, Dispatcher, F, Router
-from aiogram.filters import Command
-from aiogram.types import BotCommand, Message
+from aiogram.types import BotCommand, InlineKeyboardButton, InlineKeyboardMarkup, ReactionTypeEmoji
 
-from tests.local_api_helpers import make_bot, png
+from local_bot_api import ControlError, LocalBotAPI
+from tests.local_api_helpers import BOT_USERNAME, make_bot, png
 
-pytest_plugins = ("tests.local_api_fixtures",)  # server
-async_playwright = pytest.importorskip("playwright.async_api").async_playwright
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(CHROMIUM is None, reason="needs Chromium (Debian package `chromium`)"),
-]
+pytest_plugins = ("tests.local_api_fixtures",)  # server, bot, user
 
 
-def stand_in_router() -> Router:
-    router = Router()
-
-    @router.message(Command("start"))
-    async def start(message: Message) -> None:
-        await message.answer(
-            "<b>Hello!</b> <tg-spoiler>secret</tg-spoiler> &lt;script&gt;alert(1)&lt;/script&gt; Try /help",
-            parse_mode="HTML",
-        )
-
-    @router.message(F.photo)
-    async def photo(message: Message, bot: Bot) -> None:
-        data = await bot.download(message.photo[-1].file_id)
-        await message.reply(f"Got {len(data.getvalue())} bytes, caption: {message.caption}")
-
-    @router.message(F.text)
-    async def stream(message: Message, bot: Bot) -> None:
-        await bot.send_chat_action(message.chat.id, "typing")
-        await asyncio.sleep(0.8)
-        draft = await message.answer("…")
-        text = ""
-        for word in ("Streaming", " answer", " to:", f" {message.text}"):
-            await asyncio.sleep(0.2)
-            text += word
-            await draft.edit_text(text)
-
-    return router
-
-
-@pytest.fixture
-async def running_bot(server):
-    bot = make_bot(server)
-    await bot.set_my_commands(
-        [BotCommand(command=c, description=c.title()) for c in ("start", "help", "new")]
+async def test_tray_samples_and_banner_are_data_given_to_the_server(server, bot, user):
+    picture = png(64, 48, "orange")
+    config = server.set_playground(
+        banner="Demo model:  tiny.\nUse real weights", samples=[("sun", picture, "What?")]
     )
-    dispatcher = Dispatcher()
-    dispatcher.include_router(stand_in_router())
-    polling = asyncio.create_task(dispatcher.start_polling(bot, handle_signals=False, polling_timeout=1))
-    yield bot
-    await dispatcher.stop_polling()
-    await polling
-    await bot.session.close()
+    assert config["banner"] == "Demo model: tiny. Use real weights"  # one line
+    assert config["samples"] == [{"name": "sun", "caption": "What?", "url": "/_control/samples/sun"}]
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{server.base_url}/_control/playground") as response:
+            assert (await response.json())["samples"][0]["name"] == "sun"
+        async with http.get(f"{server.base_url}/_control/samples/sun") as response:
+            assert (response.content_type, await response.read()) == ("image/png", picture)
+        body = {
+            "samples": [{"name": "moon", "caption": "", "data_base64": base64.b64encode(picture).decode()}]
+        }
+        async with http.post(f"{server.base_url}/_control/set_playground", json=body) as response:
+            assert [s["name"] for s in (await response.json())["result"]["samples"]] == ["moon"]
+        async with http.post(
+            f"{server.base_url}/_control/send_sample", json={"user_id": user.id, "name": "moon"}
+        ) as r:
+            assert r.status == 200
+        async with http.post(
+            f"{server.base_url}/_control/send_sample", json={"user_id": user.id, "name": "sun"}
+        ) as r:
+            assert r.status == 400 and "no sample picture 'sun'" in (await r.json())["error"]
+    photo = (await bot.get_updates())[-1].message.photo
+    assert (await bot.download(photo[-1].file_id)).getvalue() == picture  # the bot gets the very bytes
+    assert server.playground.banner == "Demo model: tiny. Use real weights"  # None left it as it was
+    with pytest.raises(ControlError, match="not an image"):
+        server.set_playground(samples=[("broken", b"nope", "")])
+    with pytest.raises(ControlError, match="sample name"):
+        server.set_playground(samples=[("../etc", picture, "")])
 
 
-async def test_playground_chat_in_chromium(server, running_bot, tmp_path):
-    photo_bytes = png(640, 480, "teal")
-    (tmp_path / "cat.png").write_bytes(photo_bytes)
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        try:
-            page = await browser.new_page()
-            errors: list[str] = []
-            page.on("pageerror", lambda error: errors.append(str(error)))
-            await page.goto(f"{server.base_url}/")
+async def test_page_and_its_modules_are_served(server):
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{server.base_url}/") as response:
+            page = await response.text()
+        assert 'type="module"' in page and "playground.css" in page
+        for asset in ("playground.js", "playground_render.js", "playground.css"):
+            async with http.get(f"{server.base_url}/{asset}") as response:
+                assert response.status == 200, asset
+                assert response.content_type in ("text/javascript", "application/javascript", "text/css")
+        for missing in ("playground_nope.js", "server.py", "playground.js.bak"):
+            async with http.get(f"{server.base_url}/{missing}") as response:
+                assert response.status == 404, missing
 
-            # the bot's command menu, clickable
-            await page.locator("#menu button", has_text="/new").wait_for(timeout=5000)
-            await page.locator("#menu button", has_text="/start").click()
-            reply = page.locator(".msg:not(.me)", has_text="Hello!")
-            await reply.wait_for(timeout=5000)
-            assert await reply.locator("b").inner_text() == "Hello!"
-            assert await reply.locator(".spoiler").inner_text() == "secret"
-            assert "<script>alert(1)</script>" in await reply.inner_text()  # shown as text, never run
-            assert await page.locator(".msg script").count() == 0
-            assert await reply.locator("a.cmd", has_text="/help").count() == 1
 
-            # "typing…", then an answer growing by edits
-            await page.fill("#text", "what is up")
-            await page.click("form button[type=submit]")
-            await page.locator("#typing", has_text="typing").wait_for(timeout=5000)
-            answer = page.locator(".msg:not(.me)", has_text="Streaming answer to: what is up")
-            await answer.wait_for(timeout=8000)
-            assert "edited" in await answer.locator(".meta").inner_text()
+async def test_state_survives_a_restart(tmp_path):
+    state = tmp_path / "state.json"
+    photo = png(300, 200, "navy")
+    async with LocalBotAPI(bot_username=BOT_USERNAME, state_path=state) as first:
+        bot = make_bot(first)
+        ann = await first.create_user(first_name="Ann", language_code="ru")
+        group = await first.create_group("Friends", [ann.id])
+        question = await first.send_photo(ann.id, photo, caption="what is it?")
+        markup = InlineKeyboardMarkup(
+            inline_keyboard=[[InlineKeyboardButton(text="More", callback_data="m")]]
+        )
+        answer = await bot.send_message(ann.id, "<b>A</b> square", parse_mode="HTML", reply_markup=markup)
+        await bot.edit_message_text(
+            "<b>A</b> navy square",
+            chat_id=ann.id,
+            message_id=answer.message_id,
+            parse_mode="HTML",
+            reply_markup=markup,
+        )
+        await bot.set_message_reaction(ann.id, question.message_id, [ReactionTypeEmoji(emoji="👀")])
+        await first.react(ann.id, answer.message_id, "👍")
+        await bot.set_my_commands([BotCommand(command="new", description="New dialog")])
+        await bot.set_my_description("I describe pictures.")
+        port = first.port
+        before = [m.to_json() for m in first.transcript(ann.id)]
+        await bot.session.close()
+    assert json.loads(state.read_text())["port"] == port
 
-            # a photo with a caption reaches the bot byte for byte
-            await page.set_input_files("#photo", str(tmp_path / "cat.png"))
-            await page.fill("#text", "my cat")
-            await page.click("form button[type=submit]")
-            await page.locator(".msg", has_text=f"Got {len(photo_bytes)} bytes, caption: my cat").wait_for(
-                timeout=8000
-            )
-            assert await page.locator(".msg.me img").count() == 1
-            await page.screenshot(path=str(tmp_path / "playground.png"))
+    async with LocalBotAPI(bot_username=BOT_USERNAME, state_path=state) as second:
+        bot = make_bot(second)
+        assert [m.to_json() for m in second.transcript(ann.id)] == before  # text, entities, edits, reactions
+        assert second.users[ann.id].language_code == "ru" and second.chat(group.id).title == "Friends"
+        restored = second.transcript(ann.id)[0].data["photo"][-1]["file_id"]
+        assert (await bot.download(restored)).getvalue() == photo  # files come back with their bytes
+        assert [c.command for c in await bot.get_my_commands()] == ["new"]
+        assert (await bot.get_my_description()).description == "I describe pictures."
+        later = await bot.send_message(ann.id, "numbering goes on")
+        assert later.message_id == answer.message_id + 1
+        bob = await second.create_user(first_name="Bob")
+        assert bob.id == ann.id + 1  # ids are not handed out twice
+        assert second.bot().updates.pending_count == 0  # pending updates are not kept, as documented
+        await bot.session.close()
 
-            # another tab is another Telegram user, with a chat of its own
-            other = await (await browser.new_context()).new_page()
-            await other.goto(f"{server.base_url}/")
-            await other.locator("#status", has_text="online").wait_for(timeout=5000)
-            first_id, second_id = await page.inner_text("#whoami"), await other.inner_text("#whoami")
-            assert first_id != second_id and await other.locator(".msg").count() == 0
-            assert errors == []
-        finally:
-            await browser.close()
-    assert (tmp_path / "playground.png").stat().st_size > 10_000
-    assert len(server.users) == 2
+
+async def test_a_broken_state_file_is_moved_aside(tmp_path):
+    state = tmp_path / "state.json"
+    state.write_text('{"version": 1, "users": [{"id": "oops"')
+    async with LocalBotAPI(state_path=state) as server:
+        assert server.users == {}
+        ann = await server.create_user(first_name="Ann")
+        await server.send_text(ann.id, "hello")
+    assert [p.name.startswith("state.json.broken-") for p in tmp_path.iterdir() if p.is_file()].count(
+        True
+    ) == 1
+    assert json.loads(state.read_text())["users"][0]["first_name"] == "Ann"  # and a new one was written

@@ -1,210 +1,327 @@
-"""The playground in a real browser against the real stack: `python -m local_bot_api.demo` (what `make demo` runs
-without BOT_TOKEN: the local Bot API server, a worker on the tiny preset and `python -m bot`) as a
-subprocess on a private Redis database and a free port; headless Chromium opens the printed URL, sends a
-drawn photo with a question and a follow-up, and sees the answers stream in from the real bot and worker.
+"""The playground page in a real headless Chromium, chatting with an aiogram bot through the local server.
 
-The tiny model's weights are random, so the answers are noise: the test checks structure (a reply to each
-message, streamed by edits from the placeholder, kept in the dialog in Redis), never wording.
-Set PLAYGROUND_SCREENSHOT=docs/playground.png to refresh the committed example picture.
+The bot here is a small stand-in written with aiogram (the real bot's browser run is in
+tests/test_local_api_demo.py): it streams answers by edits and by drafts with a stop button, sends inline
+buttons and answers their callbacks, reacts and hears reactions, and downloads photos and documents.
 """
 
 from __future__ import annotations
 
-import hashlib
-import io
-import json
-import os
-import re
+import asyncio
+import contextlib
 import shutil
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-from pathlib import Path
 
 import pytest
-import redis
-from PIL import Image, ImageDraw
+from aiogram import Bot, Dispatcher, F, Router
+from aiogram.filters import Command
+from aiogram.types import (
+    BotCommand,
+    CallbackQuery,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    Message,
+    MessageGenerationStopped,
+    MessageReactionUpdated,
+    ReactionTypeEmoji,
+)
 
-from bot import keys
-from model import protocol
+from tests.local_api_helpers import make_bot, png
 
+pytest_plugins = ("tests.local_api_fixtures",)  # server
 async_playwright = pytest.importorskip("playwright.async_api").async_playwright
-CHROMIUM = "/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else shutil.which("chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.slow,
     pytest.mark.skipif(CHROMIUM is None, reason="needs Chromium (Debian package `chromium`)"),
 ]
+AT_END = "() => { const l = document.getElementById('log'); return l.scrollHeight - l.scrollTop - l.clientHeight < 2 }"
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+def stand_in_router() -> Router:
+    router = Router()
+    stops: dict[int, asyncio.Event] = {}
 
+    @router.message(Command("start"))
+    async def start(message: Message) -> None:
+        await message.answer(
+            "<b>Hello!</b> <tg-spoiler>secret</tg-spoiler> &lt;script&gt;alert(1)&lt;/script&gt; Try /help",
+            parse_mode="HTML",
+        )
 
-def drawn_photo() -> bytes:
-    """A little scene (sky, sun, house) so the screenshot shows a real picture, not a flat colour."""
-    image = Image.new("RGB", (480, 320), (135, 190, 235))
-    draw = ImageDraw.Draw(image)
-    draw.rectangle((0, 230, 480, 320), fill=(90, 160, 70))
-    draw.ellipse((370, 30, 440, 100), fill=(250, 210, 60))
-    draw.rectangle((120, 150, 260, 250), fill=(200, 80, 60))
-    draw.polygon([(105, 150), (190, 85), (275, 150)], fill=(120, 60, 40))
-    draw.rectangle((175, 195, 205, 250), fill=(90, 50, 30))
-    buffer = io.BytesIO()
-    image.save(buffer, "PNG")
-    return buffer.getvalue()
+    @router.message(Command("buttons"))
+    async def buttons(message: Message) -> None:
+        row = [InlineKeyboardButton(text=t, callback_data=t.lower()) for t in ("Thanks", "Alert")]
+        await message.answer("Pick one", reply_markup=InlineKeyboardMarkup(inline_keyboard=[row]))
 
+    @router.callback_query(F.data == "thanks")
+    async def thanks(query: CallbackQuery) -> None:
+        await query.answer("You are welcome!")
 
-def wait_for(condition, within_s: float, what: str, every_s: float = 0.1):
-    deadline = time.monotonic() + within_s
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out waiting for {what}")
-        time.sleep(every_s)
+    @router.callback_query(F.data == "alert")
+    async def alert(query: CallbackQuery) -> None:
+        await query.answer("Are you sure?", show_alert=True)
+
+    @router.message(Command("draft"))
+    async def draft(message: Message, bot: Bot) -> None:
+        stop = stops[message.chat.id] = asyncio.Event()
+        text = ""
+        for word in ("Once", " upon", " a", " time", *[" and"] * 40):
+            text += word
+            await bot.send_message_draft(
+                chat_id=message.chat.id, draft_id=message.message_id, text=text, can_stop=True
+            )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 0.4)
+            if stop.is_set():
+                break
+        await message.answer(("Stopped at: " if stop.is_set() else "Done: ") + text)
+
+    @router.stopped_message_generation()
+    async def stopped(event: MessageGenerationStopped) -> None:
+        stops[event.chat.id].set()
+
+    @router.message_reaction()
+    async def reacted(event: MessageReactionUpdated, bot: Bot) -> None:
+        emoji = [r.emoji for r in event.new_reaction]
+        await bot.send_message(event.chat.id, f"You reacted {emoji[0]}" if emoji else "Reaction removed")
+
+    @router.message(F.photo)
+    async def photo(message: Message, bot: Bot) -> None:
+        data = await bot.download(message.photo[-1].file_id)
+        await asyncio.sleep(0.3)  # the page has shown the photo by now; the answer comes below it
+        await message.reply(f"Got {len(data.getvalue())} bytes, caption: {message.caption}")
+
+    @router.message(F.document)
+    async def document(message: Message, bot: Bot) -> None:
+        data = (await bot.download(message.document.file_id)).getvalue()
+        doc = message.document
+        await message.reply(f"Got {doc.file_name} ({doc.mime_type}), {len(data)} bytes: {data.decode()[:20]}")
+
+    @router.message(F.text)
+    async def stream(message: Message, bot: Bot) -> None:
+        await bot.set_message_reaction(message.chat.id, message.message_id, [ReactionTypeEmoji(emoji="👀")])
+        await bot.send_chat_action(message.chat.id, "typing")
+        await asyncio.sleep(0.8)
+        draft = await message.answer("…")
+        text = ""
+        for word in ("Streaming", " answer", " to:", f" {message.text}"):
+            await asyncio.sleep(0.2)
+            text += word
+            await draft.edit_text(text)
+
+    return router
 
 
 @pytest.fixture
-def demo(redis_url, tmp_path):
-    """`python -m local_bot_api.demo` on a private Redis database and a free port; yields the printed URL."""
-    log_path = tmp_path / "demo.log"
-    env = {
-        **os.environ,
-        "BOT_TOKEN": "",  # the playground, even where a .env holds a real token
-        "REDIS_URL": redis_url,
-        "DEMO_PORT": str(free_port()),
-        "METRICS_PORT": "0",  # other bots (tests, a demo) may hold the default port
-        "WORKER_METRICS_PORT": "0",
-        "MAX_NEW_TOKENS": "40",  # short noise reads better in the screenshot
-        "LOG_FORMAT": "text",
-    }
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "local_bot_api.demo"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
-        )
-
-    def printed_url() -> str | None:
-        if process.poll() is not None:
-            raise RuntimeError(f"local_bot_api.demo exited with {process.returncode}:\n{log_path.read_text()[-3000:]}")
-        found = re.search(r"OmniFusion playground: (\S+)", log_path.read_text(errors="replace"))
-        return found.group(1) if found else None
-
-    try:
-        url = wait_for(printed_url, 60, "the playground URL")
-        client = redis.Redis.from_url(redis_url)
-        wait_for(lambda: client.keys(protocol.HEARTBEAT_PATTERN), 120, "the worker's heartbeat")
-        client.close()
-        yield url
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            code = process.wait(60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            raise
-        assert code == 0, log_path.read_text()[-3000:]
+async def running_bot(server):
+    bot = make_bot(server)
+    await bot.set_my_commands(
+        [BotCommand(command=c, description=c.title()) for c in ("start", "help", "new")]
+    )
+    await bot.set_my_description("I am a stand-in bot for the browser tests.")
+    dispatcher = Dispatcher()
+    dispatcher.include_router(stand_in_router())
+    # aiogram asks for the update types its handlers use: message_reaction and stopped_message_generation too
+    polling = asyncio.create_task(dispatcher.start_polling(bot, handle_signals=False, polling_timeout=1))
+    yield bot
+    await dispatcher.stop_polling()
+    await polling
+    await bot.session.close()
 
 
-async def answer_to(page, question: str, client: redis.Redis, user_id: int) -> tuple:
-    """The bot's bubble quoting `question`, once the answer is final: it is no longer a status line and the
-    bot has released the user's answer in flight (it edits the message before releasing it)."""
-    bubble = page.locator(".msg:not(.me)", has=page.locator(".quote", has_text=question))
-    await bubble.wait_for(timeout=60_000)
-    deadline = time.monotonic() + 90
-    while client.exists(keys.inflight(user_id)) or "⏳" in await bubble.inner_text():
-        assert time.monotonic() < deadline, "the answer never became final"
-        await page.wait_for_timeout(100)
-    return bubble
-
-
-def transcript(url: str, chat_id: int) -> list[dict]:
-    """The chat as the server holds it (message views with their edit history), over the control API."""
-    with urllib.request.urlopen(f"{url}_control/transcript?chat_id={chat_id}", timeout=5) as response:
-        return json.load(response)["messages"]
-
-
-async def test_playground_against_the_real_stack(demo, redis_url, tmp_path):
-    photo = drawn_photo()
-    (tmp_path / "house.png").write_bytes(photo)
-    client = redis.Redis.from_url(redis_url)
+@pytest.fixture
+async def browser():
     async with async_playwright() as playwright:
-        context = await playwright.chromium.launch_persistent_context(
-            str(tmp_path / "chromium-profile"),  # a new, empty profile
-            executable_path=CHROMIUM,
-            args=CHROMIUM_ARGS,
-            headless=True,
-            locale="en-US",
-            viewport={"width": 900, "height": 900},
-        )
-        try:
-            page = context.pages[0] if context.pages else await context.new_page()
-            page_errors: list[str] = []
-            page.on("pageerror", lambda error: page_errors.append(str(error)))
-            await page.goto(demo)
-            await page.locator("#status", has_text="online").wait_for(timeout=15_000)
-            user_id = int((await page.inner_text("#whoami")).split()[-1])
-            # the real bot set its command menu at start
-            await page.locator("#menu button", has_text="/new").wait_for(timeout=15_000)
+        chromium = await playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield chromium
+        await chromium.close()
 
-            question = "What is on this picture?"
-            await page.set_input_files("#photo", str(tmp_path / "house.png"))
-            await page.fill("#text", question)
-            await page.click("form button[type=submit]")
-            await page.locator(".msg.me img").wait_for(timeout=10_000)
-            first = await answer_to(page, question, client, user_id)
 
-            follow_up = "And what colour is the roof?"
-            await page.fill("#text", follow_up)
-            await page.click("form button[type=submit]")
-            second = await answer_to(page, follow_up, client, user_id)
-            shot = tmp_path / "playground.png"
-            await page.screenshot(path=str(shot))
+async def open_page(browser, server, width: int = 900, height: int = 700):
+    page = await (await browser.new_context(viewport={"width": width, "height": height})).new_page()
+    page.errors = []
+    page.on("pageerror", lambda error: page.errors.append(str(error)))
+    await page.goto(f"{server.base_url}/")
+    await page.locator("#status", has_text="online").wait_for(timeout=10_000)
+    return page, int((await page.inner_text("#whoami")).split()[-1])
 
-            bubbles = [await b.inner_text() for b in (first, second)]
-            assert page_errors == [] and await page.inner_text("#error") == ""
-        finally:
-            await context.close()
 
-    # Each bubble is one message that started as the placeholder and was edited into the answer.
-    views = transcript(demo, user_id)
-    user_messages = [v for v in views if not v["from_bot"]]
-    bot_messages = [v for v in views if v["from_bot"] and not v["deleted"]]
-    answers = [v for v in bot_messages if v["message"].get("reply_to_message")]
-    assert [v["message"]["reply_to_message"]["message_id"] for v in answers] == [
-        m["message_id"] for m in user_messages
-    ]  # exactly one reply per user message
-    for view, shown in zip(answers, bubbles, strict=True):
-        text = view["message"]["text"]
-        assert view["edit_count"] >= 1 and view["history"][0]["text"].startswith("⏳")
-        assert text.strip() and not text.startswith(("⏳", "⚠️"))
-        assert text.strip() in shown  # the browser shows what the bot sent last
-    # The dialog in Redis: the photo (stored by the hash of the very bytes the browser uploaded) and the
-    # question, the model's answer, the follow-up and its answer.
-    dialog = [json.loads(m) for m in client.lrange(keys.dialog(user_id, user_id), 0, -1)]
-    client.close()
-    assert [m["role"] for m in dialog] == ["user", "assistant", "user", "assistant"]
-    assert dialog[0]["content"][0] == {
-        "type": "image",
-        "key": protocol.image_key(hashlib.sha256(photo).hexdigest()),
-    }
-    assert dialog[0]["content"][-1]["text"] == question and dialog[2]["content"][-1]["text"] == follow_up
-    assert all(m["content"][0]["text"].strip() for m in dialog[1::2])
-    assert shot.stat().st_size > 20_000
-    if target := os.environ.get("PLAYGROUND_SCREENSHOT"):
-        shutil.copyfile(shot, ROOT / target)
+async def send(page, text: str) -> None:
+    await page.fill("#text", text)
+    await page.click("form button[type=submit]")
+
+
+async def test_playground_chat_in_chromium(server, running_bot, browser, tmp_path):
+    photo_bytes = png(640, 480, "teal")
+    (tmp_path / "cat.png").write_bytes(photo_bytes)
+    page, _ = await open_page(browser, server)
+    assert await page.inner_text("#intro") == "I am a stand-in bot for the browser tests."  # an empty chat
+    # the bot's command menu, clickable
+    await page.locator("#menu button", has_text="/new").wait_for(timeout=5000)
+    await page.locator("#menu button", has_text="/start").click()
+    reply = page.locator(".msg:not(.me)", has_text="Hello!")
+    await reply.wait_for(timeout=5000)
+    assert await page.locator("#intro").is_hidden()
+    assert await reply.locator("b").inner_text() == "Hello!"
+    assert await reply.locator(".spoiler").inner_text() == "secret"
+    assert "<script>alert(1)</script>" in await reply.inner_text()  # shown as text, never run
+    assert await page.locator(".msg script").count() == 0
+    assert await reply.locator("a.cmd", has_text="/help").count() == 1
+
+    # "typing…", then an answer growing by edits
+    await send(page, "what is up")
+    await page.locator("#typing", has_text="typing").wait_for(timeout=5000)
+    answer = page.locator(".msg:not(.me)", has_text="Streaming answer to: what is up")
+    await answer.wait_for(timeout=8000)
+    assert "edited" in await answer.locator(".meta").inner_text()
+
+    # a photo with a caption reaches the bot byte for byte
+    await page.set_input_files("#attach", str(tmp_path / "cat.png"))
+    await send(page, "my cat")
+    await page.locator(".msg", has_text=f"Got {len(photo_bytes)} bytes, caption: my cat").wait_for(
+        timeout=8000
+    )
+    assert await page.locator(".msg.me img").count() == 1
+
+    # another browser is another Telegram user, with a chat of its own
+    other, _ = await open_page(browser, server)
+    first_id, second_id = await page.inner_text("#whoami"), await other.inner_text("#whoami")
+    assert first_id != second_id and await other.locator(".msg").count() == 0
+    assert page.errors == [] and other.errors == []
+    assert len(server.users) == 2
+
+
+async def test_answer_after_a_photo_stays_in_view_and_a_reload_lands_at_the_bottom(
+    server, running_bot, browser, tmp_path
+):
+    (tmp_path / "tall.png").write_bytes(png(300, 900, "purple"))
+    page, user_id = await open_page(browser, server)
+    await page.locator("#menu button", has_text="/start").click()
+    await page.locator(".msg:not(.me)", has_text="Hello!").wait_for(timeout=5000)
+    for i in range(15):  # a long chat: the log scrolls
+        await running_bot.send_message(user_id, f"line {i}\n" * 3)
+    await page.locator(".msg", has_text="line 14").wait_for(timeout=5000)
+    assert await page.evaluate(AT_END)
+
+    await page.set_input_files("#attach", str(tmp_path / "tall.png"))
+    await page.click("form button[type=submit]")
+    answer = page.locator(".msg:not(.me)", has_text="Got")
+    await answer.wait_for(timeout=8000)
+    await page.wait_for_function("[...document.images].every((img) => img.complete)")
+    await page.wait_for_timeout(200)
+    assert await page.evaluate(AT_END), "the answer below the photo is out of view"
+
+    await page.reload()
+    await answer.wait_for(timeout=8000)
+    await page.wait_for_function("[...document.images].every((img) => img.complete && img.naturalHeight)")
+    await page.wait_for_timeout(200)
+    assert await page.evaluate(AT_END), "a reload does not land at the bottom"
+    assert page.errors == []
+
+
+async def test_sample_tray_and_banner(server, running_bot, browser):
+    picture = png(200, 150, "gold")
+    server.set_playground(
+        banner="Demo model: tiny (noise).", samples=[("sun", picture, "What is on this picture?")]
+    )
+    page, _ = await open_page(browser, server)
+    assert await page.inner_text("#banner") == "Demo model: tiny (noise)."
+    await page.locator("#tray .sample img[alt=sun]").click()
+    await page.locator(
+        ".msg", has_text=f"Got {len(picture)} bytes, caption: What is on this picture?"
+    ).wait_for(timeout=8000)
+    assert await page.locator(".msg.me img").count() == 1
+    assert page.errors == []
+
+
+async def test_buttons_send_callback_queries_and_show_the_answers(server, running_bot, browser):
+    page, _ = await open_page(browser, server)
+    await send(page, "/buttons")
+    await page.locator(".msg .keyboard button", has_text="Thanks").click()
+    await page.locator("#toast", has_text="You are welcome!").wait_for(timeout=5000)
+    await page.locator(".msg .keyboard button", has_text="Alert").click()
+    await page.locator("#alert", has_text="Are you sure?").wait_for(timeout=5000)
+    await page.click("#alert-ok")
+    assert await page.locator("#alert").is_hidden()
+    answers = sorted(a["text"] for a in server.bot().callback_answers.values())
+    assert answers == ["Are you sure?", "You are welcome!"]
+    assert page.errors == []
+
+
+async def test_document_upload(server, running_bot, browser, tmp_path):
+    (tmp_path / "notes.txt").write_text("hello from a file\n")
+    page, _ = await open_page(browser, server)
+    await page.set_input_files("#attach", str(tmp_path / "notes.txt"))
+    await send(page, "read this")
+    await page.locator(".msg", has_text="Got notes.txt (text/plain), 18 bytes: hello from a file").wait_for(
+        timeout=8000
+    )
+    sent = page.locator(".msg.me a.file")
+    assert "notes.txt" in await sent.inner_text() and await page.inner_text(".msg.me") != ""
+    assert page.errors == []
+
+
+async def test_draft_is_shown_live_and_can_be_stopped(server, running_bot, browser):
+    page, _ = await open_page(browser, server)
+    await send(page, "/draft")
+    draft = page.locator("#draft")
+    await draft.locator(".text", has_text="Once upon a time").wait_for(timeout=8000)
+    await draft.locator("button.stop").click()
+    final = page.locator(".msg:not(.draft)", has_text="Stopped at: Once upon a time")
+    await final.wait_for(timeout=8000)
+    assert await page.locator("#draft").count() == 0  # the final message replaced it
+    assert page.errors == []
+
+
+async def test_reactions_both_ways(server, running_bot, browser):
+    page, _ = await open_page(browser, server)
+    await send(page, "hello")
+    await page.locator(".msg.me .chip", has_text="👀").wait_for(timeout=8000)  # the bot reacted
+    answer = page.locator(".msg:not(.me)", has_text="Streaming answer to: hello")
+    await answer.wait_for(timeout=8000)
+    await answer.locator('button.react[data-emoji="👍"]').click()
+    await page.locator(".msg:not(.me)", has_text="You reacted 👍").wait_for(timeout=8000)
+    assert await answer.locator(".chip.mine").inner_text() == "👍"
+    await answer.locator('button.react[data-emoji="👍"]').click()  # again: removed
+    await page.locator(".msg:not(.me)", has_text="Reaction removed").wait_for(timeout=8000)
+    assert await answer.locator(".chip").count() == 0
+    assert page.errors == []
+
+
+async def test_header_fits_a_phone_screen(server, running_bot, browser):
+    page, _ = await open_page(browser, server, width=390, height=800)
+    server.set_playground(
+        banner="Demo model: tiny, random weights; for real answers use real weights (README)"
+    )
+    await page.locator("#banner").wait_for(timeout=5000)
+    assert await page.evaluate("document.documentElement.scrollWidth") <= 390
+    boxes = await page.evaluate(
+        "[...document.querySelectorAll('header *, #banner, form *')].filter((e) => e.offsetParent)"
+        ".map((e) => { const r = e.getBoundingClientRect(); return [e.id || e.tagName, r.left, r.right]; })"
+    )
+    assert all(left >= 0 and right <= 390 for _, left, right in boxes), boxes
+    assert (await page.locator("header").bounding_box())["height"] <= 80
+    assert page.errors == []
+
+
+async def test_group_toggle_needs_a_mention_or_a_reply(server, running_bot, browser):
+    page, user_id = await open_page(browser, server)
+    await page.check("#group")
+    await page.locator("#menu button", has_text="@omni_test_bot").wait_for(timeout=5000)
+    group_id = next(chat.id for chat in server.bot().chats.values() if chat.is_group)
+    await send(page, "just chatting")  # privacy mode: the bot does not see it
+    await page.locator("#menu button", has_text="@omni_test_bot").click()
+    await page.locator("#text").press_sequentially("are you there?")
+    await page.click("form button[type=submit]")
+    answer = page.locator(".msg:not(.me)", has_text="Streaming answer to: @omni_test_bot are you there?")
+    await answer.wait_for(timeout=8000)
+    await answer.locator("button.reply").click()  # a reply to the bot reaches it too
+    await send(page, "and now?")
+    await page.locator(".msg:not(.me)", has_text="Streaming answer to: and now?").wait_for(timeout=8000)
+    texts = [m.text for m in server.transcript(group_id) if not m.from_bot]
+    assert texts == ["just chatting", "@omni_test_bot are you there?", "and now?"]
+    assert [m.text for m in server.bot_messages(user_id)] == []  # nothing went to the private chat
+    await page.uncheck("#group")
+    await page.locator("#menu button", has_text="/start").wait_for(timeout=5000)
+    assert await page.locator(".msg").count() == 0
+    assert page.errors == []

@@ -1,0 +1,210 @@
+"""The playground in a real browser against the real stack: `python -m local_bot_api.demo` (what `make demo` runs
+without BOT_TOKEN: the local Bot API server, a worker on the tiny preset and `python -m bot`) as a
+subprocess on a private Redis database and a free port; headless Chromium opens the printed URL, sends a
+drawn photo with a question and a follow-up, and sees the answers stream in from the real bot and worker.
+
+The tiny model's weights are random, so the answers are noise: the test checks structure (a reply to each
+message, streamed by edits from the placeholder, kept in the dialog in Redis), never wording.
+Set PLAYGROUND_SCREENSHOT=docs/playground.png to refresh the committed example picture.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import redis
+from PIL import Image, ImageDraw
+
+from bot import keys
+from model import protocol
+
+async_playwright = pytest.importorskip("playwright.async_api").async_playwright
+CHROMIUM = "/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else shutil.which("chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+ROOT = Path(__file__).resolve().parent.parent
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.slow,
+    pytest.mark.skipif(CHROMIUM is None, reason="needs Chromium (Debian package `chromium`)"),
+]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def drawn_photo() -> bytes:
+    """A little scene (sky, sun, house) so the screenshot shows a real picture, not a flat colour."""
+    image = Image.new("RGB", (480, 320), (135, 190, 235))
+    draw = ImageDraw.Draw(image)
+    draw.rectangle((0, 230, 480, 320), fill=(90, 160, 70))
+    draw.ellipse((370, 30, 440, 100), fill=(250, 210, 60))
+    draw.rectangle((120, 150, 260, 250), fill=(200, 80, 60))
+    draw.polygon([(105, 150), (190, 85), (275, 150)], fill=(120, 60, 40))
+    draw.rectangle((175, 195, 205, 250), fill=(90, 50, 30))
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def wait_for(condition, within_s: float, what: str, every_s: float = 0.1):
+    deadline = time.monotonic() + within_s
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        time.sleep(every_s)
+
+
+@pytest.fixture
+def demo(redis_url, tmp_path):
+    """`python -m local_bot_api.demo` on a private Redis database and a free port; yields the printed URL."""
+    log_path = tmp_path / "demo.log"
+    env = {
+        **os.environ,
+        "BOT_TOKEN": "",  # the playground, even where a .env holds a real token
+        "REDIS_URL": redis_url,
+        "DEMO_PORT": str(free_port()),
+        "METRICS_PORT": "0",  # other bots (tests, a demo) may hold the default port
+        "WORKER_METRICS_PORT": "0",
+        "MAX_NEW_TOKENS": "40",  # short noise reads better in the screenshot
+        "LOG_FORMAT": "text",
+    }
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "local_bot_api.demo"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+
+    def printed_url() -> str | None:
+        if process.poll() is not None:
+            raise RuntimeError(f"local_bot_api.demo exited with {process.returncode}:\n{log_path.read_text()[-3000:]}")
+        found = re.search(r"OmniFusion playground: (\S+)", log_path.read_text(errors="replace"))
+        return found.group(1) if found else None
+
+    try:
+        url = wait_for(printed_url, 60, "the playground URL")
+        client = redis.Redis.from_url(redis_url)
+        wait_for(lambda: client.keys(protocol.HEARTBEAT_PATTERN), 120, "the worker's heartbeat")
+        client.close()
+        yield url
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            code = process.wait(60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            raise
+        assert code == 0, log_path.read_text()[-3000:]
+
+
+async def answer_to(page, question: str, client: redis.Redis, user_id: int) -> tuple:
+    """The bot's bubble quoting `question`, once the answer is final: it is no longer a status line and the
+    bot has released the user's answer in flight (it edits the message before releasing it)."""
+    bubble = page.locator(".msg:not(.me)", has=page.locator(".quote", has_text=question))
+    await bubble.wait_for(timeout=60_000)
+    deadline = time.monotonic() + 90
+    while client.exists(keys.inflight(user_id)) or "⏳" in await bubble.inner_text():
+        assert time.monotonic() < deadline, "the answer never became final"
+        await page.wait_for_timeout(100)
+    return bubble
+
+
+def transcript(url: str, chat_id: int) -> list[dict]:
+    """The chat as the server holds it (message views with their edit history), over the control API."""
+    with urllib.request.urlopen(f"{url}_control/transcript?chat_id={chat_id}", timeout=5) as response:
+        return json.load(response)["messages"]
+
+
+async def test_playground_against_the_real_stack(demo, redis_url, tmp_path):
+    photo = drawn_photo()
+    (tmp_path / "house.png").write_bytes(photo)
+    client = redis.Redis.from_url(redis_url)
+    async with async_playwright() as playwright:
+        context = await playwright.chromium.launch_persistent_context(
+            str(tmp_path / "chromium-profile"),  # a new, empty profile
+            executable_path=CHROMIUM,
+            args=CHROMIUM_ARGS,
+            headless=True,
+            locale="en-US",
+            viewport={"width": 900, "height": 900},
+        )
+        try:
+            page = context.pages[0] if context.pages else await context.new_page()
+            page_errors: list[str] = []
+            page.on("pageerror", lambda error: page_errors.append(str(error)))
+            await page.goto(demo)
+            await page.locator("#status", has_text="online").wait_for(timeout=15_000)
+            user_id = int((await page.inner_text("#whoami")).split()[-1])
+            # the real bot set its command menu at start
+            await page.locator("#menu button", has_text="/new").wait_for(timeout=15_000)
+
+            question = "What is on this picture?"
+            await page.set_input_files("#attach", str(tmp_path / "house.png"))
+            await page.fill("#text", question)
+            await page.click("form button[type=submit]")
+            await page.locator(".msg.me img").wait_for(timeout=10_000)
+            first = await answer_to(page, question, client, user_id)
+
+            follow_up = "And what colour is the roof?"
+            await page.fill("#text", follow_up)
+            await page.click("form button[type=submit]")
+            second = await answer_to(page, follow_up, client, user_id)
+            shot = tmp_path / "playground.png"
+            await page.screenshot(path=str(shot))
+
+            bubbles = [await b.inner_text() for b in (first, second)]
+            assert page_errors == [] and await page.inner_text("#error") == ""
+        finally:
+            await context.close()
+
+    # Each bubble is one message that started as the placeholder and was edited into the answer.
+    views = transcript(demo, user_id)
+    user_messages = [v for v in views if not v["from_bot"]]
+    bot_messages = [v for v in views if v["from_bot"] and not v["deleted"]]
+    answers = [v for v in bot_messages if v["message"].get("reply_to_message")]
+    assert [v["message"]["reply_to_message"]["message_id"] for v in answers] == [
+        m["message_id"] for m in user_messages
+    ]  # exactly one reply per user message
+    for view, shown in zip(answers, bubbles, strict=True):
+        text = view["message"]["text"]
+        assert view["edit_count"] >= 1 and view["history"][0]["text"].startswith("⏳")
+        assert text.strip() and not text.startswith(("⏳", "⚠️"))
+        assert text.strip() in shown  # the browser shows what the bot sent last
+    # The dialog in Redis: the photo (stored by the hash of the very bytes the browser uploaded) and the
+    # question, the model's answer, the follow-up and its answer.
+    dialog = [json.loads(m) for m in client.lrange(keys.dialog(user_id, user_id), 0, -1)]
+    client.close()
+    assert [m["role"] for m in dialog] == ["user", "assistant", "user", "assistant"]
+    assert dialog[0]["content"][0] == {
+        "type": "image",
+        "key": protocol.image_key(hashlib.sha256(photo).hexdigest()),
+    }
+    assert dialog[0]["content"][-1]["text"] == question and dialog[2]["content"][-1]["text"] == follow_up
+    assert all(m["content"][0]["text"].strip() for m in dialog[1::2])
+    assert shot.stat().st_size > 20_000
+    if target := os.environ.get("PLAYGROUND_SCREENSHOT"):
+        shutil.copyfile(shot, ROOT / target)
