@@ -116,7 +116,7 @@ def test_two_process_ddp_on_cpu_both_stages(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("how, env, says", [
-    (["--cpu", "--num_processes", "2"], {}, "starts a single process here"),
+    (["--cpu", "--num_processes", "2"], {}, "started one process although more were asked for"),
     (ON_CPU, {"ACCELERATE_USE_CPU": ""}, "the launcher started 2 processes but they did not join one run"),
     (["--config_file", "training/accelerate/fsdp.yaml", "--num_processes", "2"], {"ACCELERATE_USE_CPU": "true"},
      "an FSDP launch runs as MULTI_CPU on cpu"),
@@ -135,7 +135,9 @@ def test_launch_problem_reads_what_accelerate_launch_leaves_in_the_environment()
     from training.distributed import launch_problem
 
     mpi_free = {"ACCELERATE_USE_CPU": "True", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500"}
-    assert "single process" in launch_problem(1, DistributedType.NO, "cpu", mpi_free)  # --cpu --num_processes 2
+    assert "started one process" in launch_problem(1, DistributedType.NO, "cpu", mpi_free)  # --cpu --num_processes 2
+    no_flag = {**mpi_free, "ACCELERATE_USE_CPU": "False"}  # --num_processes 2 alone, on a machine without GPUs
+    assert "started one process" in launch_problem(1, DistributedType.NO, "cpu", no_flag)
     torchrun = {"WORLD_SIZE": "2", "RANK": "0", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500"}
     assert "did not join" in launch_problem(1, DistributedType.NO, "cpu", torchrun)  # --multi_gpu on CPUs
     assert launch_problem(2, DistributedType.MULTI_CPU, "cpu", {**torchrun, "ACCELERATE_USE_CPU": "true"}) is None

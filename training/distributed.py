@@ -2,7 +2,8 @@
 counts that only make sense summed over every process.
 
 `accelerate launch` falls back quietly when it cannot give what was asked (accelerate 1.15):
-- `--cpu --num_processes N` starts one process (its CPU launcher needs MPI) that trains alone;
+- `--cpu --num_processes N` (or no flag, on a machine without GPUs) starts one process that trains alone
+  (its CPU launcher needs MPI);
 - `--multi_gpu` on a machine without GPUs, unless ACCELERATE_USE_CPU=true, starts N processes that each
   think they are alone: N independent runs writing into one output_dir;
 - an FSDP config on CPUs runs plain DDP (accelerate enables FSDP for GPU-like devices only).
@@ -47,7 +48,8 @@ def launch_problem(num_processes: int, distributed_type: DistributedType, device
                 f"{num_processes}): they would train side by side into one output_dir. Without GPUs run: {ON_CPUS}")
     if started is None and num_processes == 1 and "ACCELERATE_USE_CPU" in env and "MASTER_ADDR" in env:
         # The simple launcher sets MASTER_ADDR only when asked for several processes, then starts just one.
-        return f"accelerate launch --cpu starts a single process here (its CPU launcher needs MPI); run: {ON_CPUS}"
+        return ("accelerate launch started one process although more were asked for (without GPUs its launcher "
+                f"needs MPI for that); run: {ON_CPUS}")
     if env.get("ACCELERATE_USE_FSDP", "").lower() == "true" and distributed_type != DistributedType.FSDP:
         return (f"an FSDP launch runs as {distributed_type.value} on {device_type}: accelerate shards only on "
                 "GPUs; use training/accelerate/ddp.yaml here")
