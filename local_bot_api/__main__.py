@@ -1,10 +1,12 @@
-"""python -m local_bot_api --port 8081 --token 123:ABC — serve the local Bot API and the playground page."""
+"""python -m local_bot_api --port 8081 --token 123:ABC [--state FILE] — serve the local Bot API and the
+playground page; with --state the chats survive a restart (the file is saved while they change)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import contextlib
+import logging
 import signal
 
 from .server import DEFAULT_TOKEN, LocalBotAPI
@@ -18,6 +20,8 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--bot-username", default=None, help="the bot's @username")
     parser.add_argument("--no-privacy", action="store_true", help="the bot sees every group message")
     parser.add_argument("--rate-limits", action="store_true", help="enforce Telegram's flood limits (429)")
+    parser.add_argument("--state", default=None, help="JSON file to restore and save (files beside it)")
+    parser.add_argument("--quiet", action="store_true", help="print no URLs (the caller prints its own)")
     return parser.parse_args()
 
 
@@ -30,6 +34,7 @@ async def _serve(args: argparse.Namespace) -> None:
         bot_username=args.bot_username,
         privacy_mode=not args.no_privacy,
         rate_limits=args.rate_limits,
+        state_path=args.state,
     )
     for token in tokens[1:]:
         server.add_bot(token, privacy_mode=not args.no_privacy)
@@ -39,13 +44,22 @@ async def _serve(args: argparse.Namespace) -> None:
         # Windows event loops have no add_signal_handler; Ctrl-C still ends the server there.
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
-    async with server:
-        print(f"Local Bot API: {server.base_url}  (TELEGRAM_API_URL={server.base_url})", flush=True)
-        print(f"Playground:    {server.base_url}/", flush=True)
+    try:
+        await server.start()
+    except OSError as error:  # the port is taken, most likely
+        await server.stop()
+        raise SystemExit(f"cannot listen on {args.host}:{args.port}: {error.strerror or error}") from None
+    try:
+        if not args.quiet:
+            print(f"Local Bot API: {server.base_url}  (TELEGRAM_API_URL={server.base_url})", flush=True)
+            print(f"Playground:    {server.base_url}/", flush=True)
         await stop.wait()
+    finally:
+        await server.stop()
 
 
 def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     asyncio.run(_serve(_arguments()))
 
 

@@ -1,13 +1,19 @@
-"""`make demo` (python -m local_bot_api.demo): a worker on the tiny model and the bot, as supervised subprocesses.
+"""`make demo` (python -m local_bot_api.demo): a worker on the tiny model and the bot, as supervised
+subprocesses.
 
 With BOT_TOKEN set (environment or .env) the bot talks to Telegram. Without it, the local Bot API server
 from local_bot_api is started too, the bot is pointed at it with TELEGRAM_API_URL, and the playground URL is
-printed: a web chat with the very same `python -m bot`. Ctrl-C (or SIGTERM) stops everything; if any part
-dies, the rest is stopped too. Redis is expected to be running (the Makefile starts it).
+printed: a web chat with the very same `python -m bot`. The playground keeps its chats in .demo/ (another
+folder: DEMO_STATE_DIR) and comes back on the same port after a restart. Ctrl-C (or SIGTERM) stops
+everything in order and exits 0; if any part dies, the rest is stopped too. Redis is expected to be running
+(the Makefile starts it).
 """
 
 from __future__ import annotations
 
+import base64
+import io
+import json
 import os
 import signal
 import socket
@@ -15,10 +21,20 @@ import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
+from PIL import Image, ImageDraw
+from pydantic import field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from local_bot_api import DEFAULT_TOKEN
+from local_bot_api.persist import StateFile
+
+DEFAULT_BANNER = (
+    "Demo model: tiny, with random weights, so its answers are noise. "
+    "For real answers use real weights (README)."
+)
+DEFAULT_PORT = 8081
 
 
 class DemoSettings(BaseSettings):
@@ -26,14 +42,42 @@ class DemoSettings(BaseSettings):
 
     bot_token: str | None = None
     redis_url: str = "redis://localhost:6379/0"
-    demo_port: int = 8081  # the playground's port (another free one is taken if it is busy)
+    demo_port: int | None = None  # the playground's port; default: the last run's, else 8081 (else any free)
+    demo_state_dir: Path = Path(".demo")  # the playground's chats and files, kept across restarts
+    demo_banner: str = DEFAULT_BANNER  # the playground's one-line banner
+
+    @field_validator("demo_port", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
 
 
-def _free(port: int) -> int:
+def sample_pictures() -> list[tuple[str, bytes, str]]:
+    """The playground's tray: (name, PNG bytes, the caption sent with it). A stand-in drawn with Pillow;
+    the demo model's picture generator is meant to replace this function."""
+    pictures = []
+    shapes = {"red circle": (215, 50, 45), "blue square": (45, 90, 215), "green triangle": (40, 150, 70)}
+    for name, colour in shapes.items():
+        image = Image.new("RGB", (256, 256), (245, 243, 236))
+        draw = ImageDraw.Draw(image)
+        if "triangle" in name:
+            draw.polygon([(128, 40), (220, 212), (36, 212)], fill=colour)
+        else:
+            (draw.ellipse if "circle" in name else draw.rectangle)((48, 48, 208, 208), fill=colour)
+        buffer = io.BytesIO()
+        image.save(buffer, "PNG")
+        pictures.append((name, buffer.getvalue(), "What is on this picture?"))
+    return pictures
+
+
+def _port(preferred: int) -> int:
+    """`preferred` unless something listens there, else a free port. SO_REUSEADDR as the server binds: a
+    port whose last connections linger in TIME_WAIT after a quick restart counts as free."""
     with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            probe.bind(("127.0.0.1", port))
-            return port
+            probe.bind(("127.0.0.1", preferred))
+            return preferred
         except OSError:
             probe.bind(("127.0.0.1", 0))
             return probe.getsockname()[1]
@@ -52,19 +96,36 @@ def _wait_http(url: str, process: subprocess.Popen, within_s: float = 30.0) -> N
     raise SystemExit(f"the local Bot API server did not answer at {url}")
 
 
+def _configure_playground(base_url: str, banner: str) -> None:
+    samples = [
+        {"name": name, "caption": caption, "data_base64": base64.b64encode(data).decode()}
+        for name, data, caption in sample_pictures()
+    ]
+    request = urllib.request.Request(
+        f"{base_url}/_control/set_playground",
+        data=json.dumps({"banner": banner, "samples": samples}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    urllib.request.urlopen(request, timeout=10).close()
+
+
 class Supervisor:
     def __init__(self) -> None:
         self.children: list[tuple[str, subprocess.Popen]] = []
 
     def start(self, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen:
-        process = subprocess.Popen([sys.executable, *args], env=env)
+        # A session of its own: Ctrl-C in the terminal reaches only this process, which then stops the
+        # children one by one (the bot before the server it talks to), so none of them logs errors about
+        # a peer that went away first.
+        process = subprocess.Popen([sys.executable, *args], env=env, start_new_session=True)
         self.children.append((name, process))
         return process
 
     def watch(self) -> int:
-        """Until Ctrl-C/SIGTERM (0) or until a child dies (1)."""
+        """Until Ctrl-C/SIGTERM/SIGHUP (0) or until a child dies (1)."""
         stop = {"now": False}
-        signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, lambda *_: stop.update(now=True))
         try:
             while not stop["now"]:
                 for name, process in self.children:
@@ -77,15 +138,16 @@ class Supervisor:
         return 0
 
     def stop_all(self) -> None:
-        for _, process in reversed(self.children):  # the bot first, the worker last
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the shutdown short
+        for name, process in reversed(self.children):  # the bot, the worker, then the server
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
-        for name, process in reversed(self.children):
             try:
                 process.wait(timeout=40)
             except subprocess.TimeoutExpired:
                 print(f"{name} did not stop in time; killing it", flush=True)
                 process.kill()
+                process.wait()
 
 
 def main() -> int:
@@ -95,12 +157,13 @@ def main() -> int:
     try:
         playground = None
         if not settings.bot_token:
-            port = _free(settings.demo_port)
+            state = StateFile(settings.demo_state_dir / "state.json")
+            port = _port(settings.demo_port or state.remembered_port() or DEFAULT_PORT)
             playground = f"http://127.0.0.1:{port}"
-            api = supervisor.start(
-                "local Bot API", ["-m", "local_bot_api", "--port", str(port), "--token", DEFAULT_TOKEN], env
-            )
+            server = ["-m", "local_bot_api", "--port", str(port), "--token", DEFAULT_TOKEN, "--quiet"]
+            api = supervisor.start("local Bot API", [*server, "--state", str(state.path)], env)
             _wait_http(f"{playground}/_control/bot", api)
+            _configure_playground(playground, settings.demo_banner)
             env.update(BOT_TOKEN=DEFAULT_TOKEN, TELEGRAM_API_URL=playground)
         supervisor.start("worker", ["-m", "model.worker"], {**env, "MODEL_PRESET": "tiny"})
         supervisor.start("bot", ["-m", "bot"], env)
@@ -111,6 +174,8 @@ def main() -> int:
                 "\n  The bot is running against Telegram: open your bot's chat and say /start.\n", flush=True
             )
         return supervisor.watch()
+    except KeyboardInterrupt:  # Ctrl-C while starting up: stop what started, no traceback
+        return 0
     finally:
         supervisor.stop_all()
 

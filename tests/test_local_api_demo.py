@@ -1,16 +1,21 @@
-"""The playground in a real browser against the real stack: `python -m local_bot_api.demo` (what `make demo` runs
-without BOT_TOKEN: the local Bot API server, a worker on the tiny preset and `python -m bot`) as a
-subprocess on a private Redis database and a free port; headless Chromium opens the printed URL, sends a
-drawn photo with a question and a follow-up, and sees the answers stream in from the real bot and worker.
+"""`python -m local_bot_api.demo` (what `make demo` runs without BOT_TOKEN: the local Bot API server, a
+worker on the tiny preset and `python -m bot`) as a subprocess on a private Redis database and a free port.
 
-The tiny model's weights are random, so the answers are noise: the test checks structure (a reply to each
-message, streamed by edits from the placeholder, kept in the dialog in Redis), never wording.
+In a real browser: headless Chromium opens the printed URL, sends a drawn photo with a question and a
+follow-up, and sees the answers stream in from the real bot and worker. The tiny model's weights are
+random, so the answers are noise: the test checks structure (a reply to each message, streamed by edits
+from the placeholder, kept in the dialog in Redis), never wording.
 Set PLAYGROUND_SCREENSHOT=docs/playground.png to refresh the committed example picture.
+
+As a process: stopped with Ctrl-C (SIGINT to its process group, as a terminal sends it) it exits 0 with no
+ERROR line from any part, having printed its URL once; started again it comes back on the same port with
+the chat history and files of the last run.
 """
 
 from __future__ import annotations
 
 import hashlib
+import http.client
 import io
 import json
 import os
@@ -29,6 +34,7 @@ import redis
 from PIL import Image, ImageDraw
 
 from bot import keys
+from local_bot_api.demo import sample_pictures
 from model import protocol
 
 async_playwright = pytest.importorskip("playwright.async_api").async_playwright
@@ -42,11 +48,8 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 ROOT = Path(__file__).resolve().parent.parent
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.slow,
-    pytest.mark.skipif(CHROMIUM is None, reason="needs Chromium (Debian package `chromium`)"),
-]
+needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="needs Chromium (Debian package `chromium`)")
+pytestmark = [pytest.mark.slow]
 
 
 def free_port() -> int:
@@ -80,45 +83,78 @@ def wait_for(condition, within_s: float, what: str, every_s: float = 0.1):
         time.sleep(every_s)
 
 
-@pytest.fixture
-def demo(redis_url, tmp_path):
-    """`python -m local_bot_api.demo` on a private Redis database and a free port; yields the printed URL."""
-    log_path = tmp_path / "demo.log"
-    env = {
-        **os.environ,
-        "BOT_TOKEN": "",  # the playground, even where a .env holds a real token
-        "REDIS_URL": redis_url,
-        "DEMO_PORT": str(free_port()),
-        "METRICS_PORT": "0",  # other bots (tests, a demo) may hold the default port
-        "WORKER_METRICS_PORT": "0",
-        "MAX_NEW_TOKENS": "40",  # short noise reads better in the screenshot
-        "LOG_FORMAT": "text",
-    }
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "local_bot_api.demo"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
-        )
+class Demo:
+    """One `python -m local_bot_api.demo`, in a process group of its own like a terminal's foreground job."""
 
-    def printed_url() -> str | None:
-        if process.poll() is not None:
-            raise RuntimeError(f"local_bot_api.demo exited with {process.returncode}:\n{log_path.read_text()[-3000:]}")
-        found = re.search(r"OmniFusion playground: (\S+)", log_path.read_text(errors="replace"))
-        return found.group(1) if found else None
+    def __init__(self, redis_url: str, state_dir: Path, log_path: Path, port: int | None) -> None:
+        env = {
+            **os.environ,
+            "BOT_TOKEN": "",  # the playground, even where a .env holds a real token
+            "REDIS_URL": redis_url,
+            "DEMO_STATE_DIR": str(state_dir),
+            "DEMO_PORT": str(port or ""),  # empty: the port the last run remembered
+            "METRICS_PORT": "0",  # other bots (tests, a demo) may hold the default port
+            "WORKER_METRICS_PORT": "0",
+            "MAX_NEW_TOKENS": "40",  # short noise reads better in the screenshot
+            "LOG_FORMAT": "text",
+        }
+        self.log_path = log_path
+        with open(log_path, "wb") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "local_bot_api.demo"],
+                cwd=ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self.redis_url = redis_url
 
-    try:
-        url = wait_for(printed_url, 60, "the playground URL")
-        client = redis.Redis.from_url(redis_url)
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def url(self) -> str:
+        """The printed playground URL, once the worker is up too."""
+
+        def printed() -> str | None:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the demo exited with {self.process.returncode}:\n{self.log()[-3000:]}")
+            found = re.search(r"OmniFusion playground: (\S+)", self.log())
+            return found.group(1) if found else None
+
+        url = wait_for(printed, 60, "the playground URL")
+        client = redis.Redis.from_url(self.redis_url)
         wait_for(lambda: client.keys(protocol.HEARTBEAT_PATTERN), 120, "the worker's heartbeat")
         client.close()
-        yield url
-    finally:
-        process.send_signal(signal.SIGTERM)
+        return url
+
+    def ctrl_c(self) -> int:
+        os.killpg(self.process.pid, signal.SIGINT)
         try:
-            code = process.wait(60)
+            return self.process.wait(60)
         except subprocess.TimeoutExpired:
-            process.kill()
+            os.killpg(self.process.pid, signal.SIGKILL)
             raise
-        assert code == 0, log_path.read_text()[-3000:]
+
+
+@pytest.fixture
+def demo(redis_url, tmp_path):
+    """A running demo; yields the printed URL; Ctrl-C at the end must exit 0."""
+    running = Demo(redis_url, tmp_path / ".demo", tmp_path / "demo.log", free_port())
+    try:
+        yield running.url()
+    finally:
+        assert running.ctrl_c() == 0, running.log()[-3000:]
+
+
+def control(url: str, action: str, body: dict) -> dict:
+    request = urllib.request.Request(
+        f"{url}_control/{action}",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.load(response)["result"]
 
 
 async def answer_to(page, question: str, client: redis.Redis, user_id: int) -> tuple:
@@ -139,6 +175,8 @@ def transcript(url: str, chat_id: int) -> list[dict]:
         return json.load(response)["messages"]
 
 
+@pytest.mark.browser
+@needs_chromium
 async def test_playground_against_the_real_stack(demo, redis_url, tmp_path):
     photo = drawn_photo()
     (tmp_path / "house.png").write_bytes(photo)
@@ -208,3 +246,50 @@ async def test_playground_against_the_real_stack(demo, redis_url, tmp_path):
     assert shot.stat().st_size > 20_000
     if target := os.environ.get("PLAYGROUND_SCREENSHOT"):
         shutil.copyfile(shot, ROOT / target)
+
+
+def test_a_restart_keeps_history_and_port_and_ctrl_c_is_clean(redis_url, tmp_path):
+    port, state_dir, user_id = free_port(), tmp_path / ".demo", 4242
+    first = Demo(redis_url, state_dir, tmp_path / "first.log", port)
+    try:
+        url = first.url()
+        assert url == f"http://127.0.0.1:{port}/"
+        control(url, "create_user", {"user_id": user_id, "first_name": "Ann"})
+        name, picture, caption = sample_pictures()[0]
+        control(url, "send_sample", {"user_id": user_id, "name": name})  # the tray demo.py gave the server
+
+        def answered() -> list[dict] | None:
+            client = redis.Redis.from_url(redis_url)
+            busy = client.exists(keys.inflight(user_id))
+            client.close()
+            views = transcript(url, user_id)
+            done = [v for v in views if v["from_bot"] and v["message"].get("reply_to_message")]
+            return views if done and not busy and "⏳" not in done[0]["message"]["text"] else None
+
+        before = wait_for(answered, 90, "the bot's answer to the sample picture")
+        assert before[0]["message"]["caption"] == caption
+        # a browser tab stays connected across the restart (its socket lingers in TIME_WAIT afterwards)
+        tab = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        tab.request("GET", "/_control/bot")
+        tab.getresponse().read()
+    finally:
+        code = first.ctrl_c()
+    log = first.log()
+    assert code == 0, log[-3000:]
+    assert "ERROR" not in log and "Traceback" not in log, log[-3000:]
+    assert log.count(f"127.0.0.1:{port}") == 1, log  # the URL is printed once
+
+    second = Demo(redis_url, state_dir, tmp_path / "second.log", port=None)  # no DEMO_PORT: remembered
+    try:
+        assert second.url() == url
+        after = transcript(url, user_id)
+        assert [
+            (v["message_id"], v["message"].get("text", v["message"].get("caption")))
+            for v in after[: len(before)]
+        ] == [(v["message_id"], v["message"].get("text", v["message"].get("caption"))) for v in before]
+        file_id = after[0]["message"]["photo"][-1]["file_id"]
+        with urllib.request.urlopen(f"{url}_control/files/{file_id}", timeout=5) as response:
+            assert response.read() == picture  # the files came back with the history
+    finally:
+        code = second.ctrl_c()
+    assert code == 0 and "ERROR" not in second.log(), second.log()[-3000:]
