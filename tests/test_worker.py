@@ -10,7 +10,7 @@ from model import protocol
 from model.dialog import encode_dialog
 from model.serving.engine import SamplingParams, generate
 from tests.model_helpers import assistant, drawn_image, user
-from tests.worker_helpers import events, store_image, submit, wait_for, worker_thread
+from tests.worker_helpers import SHORT_LEASE, events, store_image, submit, wait_for, worker_thread
 
 
 @pytest.fixture(scope="module")
@@ -158,7 +158,7 @@ def test_dead_letter_after_too_many_deliveries(redis_url, redis_client, model):
     entry = redis_client.xpending_range(protocol.JOBS_STREAM, protocol.GROUP, "-", "+", 1)[0]["message_id"]
     for _ in range(2):
         redis_client.xclaim(protocol.JOBS_STREAM, protocol.GROUP, "ghost", 0, [entry])
-    with worker_thread(redis_url, model, worker_max_deliveries=3, worker_visibility_timeout_s=0.05):
+    with worker_thread(redis_url, model, worker_max_deliveries=3, **SHORT_LEASE):
         err = final(events(redis_client, job.reply))
     assert (err["event"], err["code"]) == ("error", "dead_letter")
     dead = redis_client.xrange(protocol.DEAD_STREAM)
@@ -171,7 +171,7 @@ def test_orphan_is_taken_over_with_a_restart_event(redis_url, redis_client, mode
     redis_client.xgroup_create(protocol.JOBS_STREAM, protocol.GROUP, id="0")
     redis_client.xreadgroup(protocol.GROUP, "dead-worker", {protocol.JOBS_STREAM: ">"})
     redis_client.xadd(job.reply, protocol.delta_event("half an ans"))  # what the dead worker had sent
-    with worker_thread(redis_url, model, worker_visibility_timeout_s=0.05):
+    with worker_thread(redis_url, model, **SHORT_LEASE):
         evs = events(redis_client, job.reply)
     kinds = [e["event"] for e in evs]
     assert kinds[:2] == ["delta", "restart"] and kinds[-1] == "done" and kinds.count("done") == 1

@@ -3,7 +3,7 @@
 import signal
 
 from model import protocol
-from tests.worker_helpers import events, start_worker_process, submit, wait_for, wait_ready
+from tests.worker_helpers import SHORT_LEASE, events, start_worker_process, submit, wait_for, wait_ready
 
 LONG = {"max_new_tokens": 1900}
 
@@ -15,7 +15,7 @@ def stop(proc, sig=signal.SIGTERM, timeout=60):
 
 
 def test_kill_9_mid_generation_second_worker_finishes_every_job(redis_url, redis_client):
-    a = start_worker_process(redis_url, "w-a", worker_max_batch=4, worker_delta_interval_s=0)
+    a = start_worker_process(redis_url, "w-a", worker_max_batch=4, worker_delta_interval_s=0, **SHORT_LEASE)
     b = None
     try:
         wait_ready(redis_client, "w-a", a)
@@ -24,7 +24,7 @@ def test_kill_9_mid_generation_second_worker_finishes_every_job(redis_url, redis
         a.kill()
         a.wait(10)
         assert redis_client.xpending(protocol.JOBS_STREAM, protocol.GROUP)["pending"] == 4
-        b = start_worker_process(redis_url, "w-b", worker_visibility_timeout_s=1, worker_max_batch=4)
+        b = start_worker_process(redis_url, "w-b", worker_max_batch=4, **SHORT_LEASE)
         for j in jobs:
             evs = events(redis_client, j.reply, timeout=120)
             kinds = [e["event"] for e in evs]

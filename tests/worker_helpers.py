@@ -17,6 +17,8 @@ from model import protocol
 from tests.model_helpers import drawn_image, png_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
+# The shortest lease the settings accept, renewed as often as they allow: takeovers within ~1-3 s.
+SHORT_LEASE = {"worker_visibility_timeout_s": 1.0, "worker_claim_refresh_s": 0.25}
 
 
 def store_image(client: redis.Redis, img=None) -> str:

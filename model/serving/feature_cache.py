@@ -1,7 +1,7 @@
 """Image features for the worker: bytes from Redis -> checked image -> adapter output, cached by image key.
 
-The key is the sha256 of the bytes, so a cached entry can never be stale: a follow-up turn about the same photo
-runs neither CLIP nor the adapter again.
+The key is the sha256 of the bytes (checked when the bytes are read), so a cached entry can never be stale:
+a follow-up turn about the same photo runs neither CLIP nor the adapter again.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import redis
 import torch
 
 from model.images import ImageError, load_image
-from model.protocol import ProtocolError
+from model.protocol import ProtocolError, image_key_for
 
 
 class ImageFeatureCache:
@@ -53,6 +53,8 @@ def image_features(model, client: redis.Redis, keys: list[str], cache: ImageFeat
         for k, data in zip(missing, blobs, strict=True):
             if data is None:
                 raise ProtocolError("image_missing", f"image {k} has expired or was never stored")
+            if image_key_for(data) != k:  # the cache trusts the key to name the content: make it true
+                raise ProtocolError("bad_image", f"image {k}: the stored bytes do not hash to the key (sha256)")
             try:
                 images.append(load_image(data))
             except ImageError as exc:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import socket
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -26,7 +26,8 @@ class WorkerSettings(BaseSettings):
     # Serving.
     worker_name: str = Field(default_factory=lambda: _default_name())
     worker_max_batch: int = Field(16, ge=1, description="requests decoded together")
-    worker_max_tokens_in_flight: int = Field(32768, ge=64, description="prompt + answer tokens held in the KV cache")
+    worker_max_tokens_in_flight: int = Field(
+        32768, ge=64, description="KV cache cells per layer the batch may reach: rows x padded width, answers included")
     worker_max_input_tokens: int = Field(3072, ge=64, description="dialogs are trimmed (oldest turns first) to this")
     worker_max_images: int = Field(4, ge=1, description="images per job after trimming")
     worker_max_new_tokens: int = Field(1024, ge=1, description="cap on a job's max_new_tokens")
@@ -38,12 +39,26 @@ class WorkerSettings(BaseSettings):
     worker_image_cache: int = Field(256, ge=0, description="adapter outputs kept by image key (LRU)")
 
     # Reliability.
-    worker_visibility_timeout_s: float = Field(60.0, gt=0, description="a job idle this long on a dead worker is taken over")
-    worker_claim_refresh_s: float = Field(10.0, gt=0, description="how often live claims are refreshed")
+    # A lease shorter than a second cannot outlive one decode step plus the 0.25 s housekeeping cadence.
+    worker_visibility_timeout_s: float = Field(
+        60.0, ge=1, description="lease length: a job whose worker has not renewed it this long is taken over")
+    worker_claim_refresh_s: float = Field(10.0, gt=0, description="how often live leases are renewed")
     worker_max_deliveries: int = Field(3, ge=1, description="deliveries before a job goes to the dead-letter stream")
     worker_drain_timeout_s: float = Field(30.0, ge=0, description="on SIGTERM, time to finish jobs in flight")
     worker_heartbeat_ttl_s: int = Field(15, ge=2)
     worker_metrics_port: int = Field(0, ge=0, le=65535, description="Prometheus /metrics port; 0 = off")
+    worker_metrics_host: str = Field("127.0.0.1", description="address /metrics binds; 0.0.0.0 inside a private network")
+
+    @model_validator(mode="after")
+    def _renewal_well_inside_the_lease(self):
+        # A lease renewed every R seconds survives a pause (a slow step, a GC, a busy machine) of V - R; with
+        # R <= V/3 that is at least two renewal periods, and a worker that misses one renewal keeps its jobs.
+        if self.worker_claim_refresh_s * 3 > self.worker_visibility_timeout_s:
+            raise ValueError(
+                f"WORKER_CLAIM_REFRESH_S ({self.worker_claim_refresh_s:g}) must be at most a third of "
+                f"WORKER_VISIBILITY_TIMEOUT_S ({self.worker_visibility_timeout_s:g}): leases would run out "
+                "between renewals and live jobs would be taken over")
+        return self
 
     @field_validator("model_path", mode="before")
     @classmethod

@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 import redis
 
 from model import protocol
-from model.dialog import DialogTooLong, encode_dialog
-from model.serving.engine import BatchGenerator, Event, Request, SamplingParams
-from model.serving.feature_cache import ImageFeatureCache, image_features
+from model.serving.engine import BatchGenerator, Event, Request
 from model.serving.jobs import Delivery, JobConsumer
+from model.serving.kvcache import admissible, peak_slots
+from model.serving.prepare import Preparer
 from model.serving.settings import WorkerSettings
 from model.serving.worker_metrics import WorkerMetrics
 
@@ -39,8 +39,8 @@ TRIM_S = 30.0
 class Active:
     delivery: Delivery
     job: protocol.Job
-    request: Request
-    need_tokens: int
+    request: Request  # its id is the stream entry id: unique, where a client's job id need not be
+    prompt_tokens: int
     taken_at: float = field(default_factory=time.monotonic)
     text: str = ""
     unsent: str = ""
@@ -67,11 +67,12 @@ class Worker:
         self.model = model
         self.client = client or redis.Redis.from_url(settings.redis_url)
         self.queue = JobConsumer(self.client, settings.worker_name, settings.worker_reply_ttl_s,
-                              settings.worker_max_deliveries)
+                                 settings.worker_max_deliveries, lease_s=settings.worker_visibility_timeout_s)
         self.engine = BatchGenerator(model)
-        self.cache = ImageFeatureCache(settings.worker_image_cache)
+        self.prepare = Preparer(model, self.client, settings)
+        self.cache = self.prepare.cache
         self.metrics = WorkerMetrics()
-        self.active: dict[str, Active] = {}  # by job id
+        self.active: dict[str, Active] = {}  # by stream entry id
         self.waiting: deque[Active] = deque()  # taken, waiting for room in the KV budget
         self.stopping = False
         self.drain_deadline = float("inf")
@@ -91,7 +92,8 @@ class Worker:
         if install_signals:  # only possible in the main thread; tests run workers in threads
             signal.signal(signal.SIGTERM, self.request_stop)
             signal.signal(signal.SIGINT, self.request_stop)
-        server = self.metrics.serve(self.settings.worker_metrics_port) if self.settings.worker_metrics_port else None
+        s = self.settings
+        server = self.metrics.serve(s.worker_metrics_port, s.worker_metrics_host) if s.worker_metrics_port else None
         log.info("worker %s ready (preset %s, device %s)", self.settings.worker_name, self.model.config.preset,
                  self.model.device)
         try:
@@ -160,8 +162,8 @@ class Worker:
         self._admit()
         if len(self.engine):
             try:
-                events = self.engine.step()
-            except Exception:
+                events = self.engine.step()  # a request that fails alone comes back as an `error` event
+            except Exception:  # the engine itself broke (a bug): its state is unknown
                 log.exception("decode step failed with %d jobs in the batch", len(self.engine))
                 return self._reset_engine()
             self._handle(events)
@@ -185,10 +187,12 @@ class Worker:
                 self._fail(d, _reply_of(d.raw), exc.code, exc.message)
                 continue
             if d.deliveries > 1:
-                if self.queue.has_final(job.reply):  # finished before the crash: only the ack was lost
+                if self.queue.has_final(job.reply):  # answered by an earlier delivery: only the ack is left
                     self.queue.finish(d.entry_id, None)
                     continue
-                self.queue.emit([(job.reply, [protocol.restart_event()])])
+                if self.queue.emit([(d.entry_id, job.reply, [protocol.restart_event()])]):
+                    self._lost([d.entry_id])
+                    continue
             self.metrics.queue_wait.observe(max(0.0, time.time() - int(d.entry_id.split("-")[0]) / 1000))
             if job.expired():
                 self._fail(d, job.reply, "expired", "the deadline passed before the job was taken")
@@ -198,47 +202,37 @@ class Worker:
                 self._prepare(d, job, taken_at)
 
     def _prepare(self, d: Delivery, job: protocol.Job, taken_at: float) -> None:
-        s = self.settings
         try:
-            params = SamplingParams.from_dict(job.params, max_new_tokens=s.worker_default_max_new_tokens,
-                                              wrap_up=s.worker_wrap_up)
-            params.max_new_tokens = min(params.max_new_tokens, s.worker_max_new_tokens)
-        except (ValueError, TypeError) as exc:
-            return self._fail(d, job.reply, "bad_job", f"params: {exc}")
-        budget = min(s.worker_max_input_tokens, self.model.config.llm_max_context - params.max_new_tokens)
-        try:
-            dialog = encode_dialog(job.messages, self.model.tokenizer, self.model.config, max_tokens=budget,
-                                   max_images=s.worker_max_images)
-            features = image_features(self.model, self.client, dialog.image_keys, self.cache)
-            embeds, _ = self.model.embed_dialog(dialog, features)
-        except DialogTooLong as exc:
-            code = "too_many_images" if "images" in str(exc) else "too_long"
-            return self._fail(d, job.reply, code, str(exc))
+            prepared = self.prepare(d.entry_id, job)
         except protocol.ProtocolError as exc:
             return self._fail(d, job.reply, exc.code, exc.message)
         except Exception:  # a bug or an out-of-memory: retry elsewhere, dead-letter after N deliveries
             log.exception("job %s failed while preparing", job.id)
             return self._retry_later([d])
+        dialog = prepared.dialog
         log.info("job %s taken: delivery %d, %d tokens, %d images, %d turns dropped", job.id, d.deliveries,
                  len(dialog), len(dialog.image_keys), dialog.dropped_turns)
-        self.waiting.append(Active(d, job, Request(job.id, embeds, params), len(dialog) + params.max_new_tokens,
-                                   taken_at=taken_at))
+        self.waiting.append(Active(d, job, prepared.request, len(dialog), taken_at=taken_at))
+
+    @staticmethod
+    def _budget(a: Active) -> tuple[int, int]:
+        return a.prompt_tokens, a.request.params.max_new_tokens
 
     def _admit(self) -> None:
-        batch, budget = [], self.settings.worker_max_tokens_in_flight
-        in_flight = sum(a.need_tokens for a in self.active.values())
-        while self.waiting and (in_flight + self.waiting[0].need_tokens <= budget or not (self.active or batch)):
-            a = self.waiting.popleft()
-            in_flight += a.need_tokens
-            batch.append(a)
+        """Admit waiting jobs while the batch's worst-case padded size stays within the budget
+        (model/serving/kvcache.py: rows are padded to the longest, and every row may still grow)."""
+        n = admissible(self.engine.budgets(), [self._budget(a) for a in self.waiting],
+                       self.settings.worker_max_tokens_in_flight)
+        batch = [self.waiting.popleft() for _ in range(n)]
         if not batch:
             return
-        self.active.update({a.job.id: a for a in batch})
+        self.active.update({a.delivery.entry_id: a for a in batch})
         try:
-            self._handle(self.engine.add([a.request for a in batch]))
-        except Exception:
+            self._handle(self.engine.add([a.request for a in batch]))  # one that fails alone: `error` event
+        except Exception:  # the engine itself broke (a bug): its state is unknown
             log.exception("prefill failed for %d jobs", len(batch))
             self._reset_engine()
+        self.metrics.kv_slots_peak.set(peak_slots(self.engine.budgets()))
 
     # --- events -------------------------------------------------------------------------------------------
 
@@ -249,6 +243,9 @@ class Worker:
             a = self.active.get(e.id)
             if a is None:
                 continue
+            if e.error is not None:
+                self._failed_in_model(a, e.error)
+                continue
             if a.first_token_at is None:
                 a.first_token_at = now
                 self.metrics.ttft.observe(now - a.taken_at)
@@ -258,29 +255,51 @@ class Worker:
             if e.finish:
                 self._complete(a, e)
             elif a.unsent and now - a.last_flush >= self.settings.worker_delta_interval_s:
-                flush.append((a.job.reply, [protocol.delta_event(a.unsent)]))
+                flush.append((e.id, a.job.reply, [protocol.delta_event(a.unsent)]))
                 a.unsent, a.last_flush = "", now
-        self.queue.emit(flush)
+        self._lost(self.queue.emit(flush))
         self.metrics.batch_size.set(len(self.engine))
 
     def _complete(self, a: Active, e: Event) -> None:
         events = [protocol.delta_event(a.unsent)] if a.unsent else []
         events.append(protocol.done_event(a.text, e.finish, e.tokens))
-        self.queue.finish(a.delivery.entry_id, a.job.reply, *events)
-        self.active.pop(a.job.id, None)
+        self.active.pop(a.delivery.entry_id, None)
+        if not self.queue.finish(a.delivery.entry_id, a.job.reply, *events):
+            return self._lost([a.delivery.entry_id])
         elapsed = time.monotonic() - a.taken_at
         self.metrics.jobs.labels(e.finish).inc()
         self.metrics.latency.observe(elapsed)
         log.info("job %s done: finish=%s tokens=%d ttft=%.3fs total=%.3fs", a.job.id, e.finish, e.tokens,
                  (a.first_token_at or time.monotonic()) - a.taken_at, elapsed)
 
+    def _failed_in_model(self, a: Active, error: Exception) -> None:
+        """The model failed on this job even alone (the others in its batch went on): answer it, not them."""
+        log.error("job %s failed in the model: %r", a.job.id, error, exc_info=error)
+        self.active.pop(a.delivery.entry_id, None)
+        self._fail(a.delivery, a.job.reply, "internal", "the model failed on this request")
+
+    def _lost(self, entry_ids) -> None:
+        """Our lease on these ran out and another worker took them over: drop them, write nothing."""
+        for entry_id in entry_ids:
+            self.metrics.leases_lost.inc()
+            a = self.active.pop(entry_id, None)
+            if a is not None:
+                self.engine.cancel(entry_id)
+            else:
+                a = next((w for w in self.waiting if w.delivery.entry_id == entry_id), None)
+                if a is not None:
+                    self.waiting.remove(a)
+            log.warning("job entry %s dropped: its lease ran out and another worker took it over", entry_id)
+
     def _fail(self, d: Delivery, reply: str | None, code: str, message: str) -> None:
         log.info("job entry %s error: %s (%s)", d.entry_id, code, message)
         self.metrics.errors.labels(code).inc()
         if reply is None:  # nowhere to answer: keep it for a human in the dead-letter stream
-            self.queue.dead_letter(d, None, f"{code}: {message}")
+            done = self.queue.dead_letter(d, None, f"{code}: {message}")
         else:
-            self.queue.finish(d.entry_id, reply, protocol.error_event(code, message))
+            done = self.queue.finish(d.entry_id, reply, protocol.error_event(code, message))
+        if not done:
+            self._lost([d.entry_id])
 
     def _retry_later(self, deliveries: list[Delivery]) -> None:
         self.metrics.errors.labels("internal").inc()
@@ -297,17 +316,18 @@ class Worker:
     def _housekeeping(self) -> None:
         now = time.monotonic()
         self._next_housekeeping = now + HOUSEKEEPING_S
-        for job_id in self.queue.cancelled(list(self.active)):
-            event = self.engine.cancel(job_id)
+        if now >= self._next_claim:  # first: a job whose lease is gone must not be touched below
+            self._next_claim = now + self.settings.worker_claim_refresh_s
+            self._lost(self.queue.keep_claimed([*self.active, *(w.delivery.entry_id for w in self.waiting)]))
+        by_job = {a.job.id: entry_id for entry_id, a in self.active.items()}
+        for job_id in self.queue.cancelled(list(by_job)):
+            event = self.engine.cancel(by_job[job_id])
             if event:
                 self._handle([event])
         gone = self.queue.cancelled([w.job.id for w in self.waiting])
         for a in [w for w in self.waiting if w.job.id in gone]:
             self.waiting.remove(a)
             self.queue.finish(a.delivery.entry_id, a.job.reply, protocol.done_event("", "cancelled", 0))
-        if now >= self._next_claim:
-            self._next_claim = now + self.settings.worker_claim_refresh_s
-            self.queue.keep_claimed([a.delivery.entry_id for a in [*self.active.values(), *self.waiting]])
         if now >= self._next_trim:
             self._next_trim = now + TRIM_S
             self.queue.trim(self.settings.worker_job_retention_s)
@@ -316,6 +336,7 @@ class Worker:
             "waiting": len(self.waiting), "started": self.started, "stopping": self.stopping})
         self.metrics.queue_depth.set(self.queue.queue_depth())
         self.metrics.tokens_in_flight.set(self.engine.tokens_in_flight())
+        self.metrics.kv_slots.set(self.engine.slots())
         self.metrics.cache.labels("hit").inc(self.cache.hits)
         self.metrics.cache.labels("miss").inc(self.cache.misses)
         self.cache.hits = self.cache.misses = 0

@@ -11,7 +11,13 @@ class WorkerMetrics:
         r = self.registry
         self.queue_depth = Gauge("omnifusion_queue_depth", "jobs waiting or pending in the group", registry=r)
         self.batch_size = Gauge("omnifusion_batch_size", "requests in the decode batch", registry=r)
-        self.tokens_in_flight = Gauge("omnifusion_tokens_in_flight", "tokens held in the KV cache", registry=r)
+        self.tokens_in_flight = Gauge("omnifusion_tokens_in_flight", "real tokens held in the KV cache", registry=r)
+        self.kv_slots = Gauge("omnifusion_kv_slots", "KV cache cells per layer held now: rows x padded width",
+                              registry=r)
+        self.kv_slots_peak = Gauge("omnifusion_kv_slots_peak", "cells per layer the batch may reach (admission "
+                                   "keeps it within WORKER_MAX_TOKENS_IN_FLIGHT)", registry=r)
+        self.leases_lost = Counter("omnifusion_leases_lost", "jobs dropped because another worker took them over "
+                                   "(this one stalled past its lease)", registry=r)
         self.tokens = Counter("omnifusion_generated_tokens", "tokens generated (rate() = tokens/s)", registry=r)
         self.jobs = Counter("omnifusion_jobs", "jobs finished, by outcome", ["outcome"], registry=r)
         self.errors = Counter("omnifusion_job_errors", "error events sent, by code", ["code"], registry=r)
@@ -23,6 +29,6 @@ class WorkerMetrics:
         self.queue_wait = Histogram("omnifusion_queue_wait_seconds", "job queued -> taken by a worker",
                                     buckets=buckets, registry=r)
 
-    def serve(self, port: int):
-        """Start /metrics on `port`; returns (server, thread) so the caller can shut it down."""
-        return start_http_server(port, registry=self.registry)
+    def serve(self, port: int, host: str):
+        """Start /metrics on host:port; returns (server, thread) so the caller can shut it down."""
+        return start_http_server(port, addr=host, registry=self.registry)
