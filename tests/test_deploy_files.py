@@ -129,3 +129,16 @@ def test_dockerfile_torch_pins_match_the_project():
 def test_secrets_and_local_state_stay_out_of_the_image():
     ignored = (ROOT / ".dockerignore").read_text().split()
     assert {".env", ".venv", ".git", "checkpoints"} <= set(ignored)
+
+
+def test_the_local_bot_api_test_double_stays_out_of_the_image():
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    copied = [line.split()[1] for line in DOCKERFILE.read_text().splitlines() if line.startswith("COPY ")]
+    assert "local_bot_api" in ignored and not any(path.startswith("local_bot_api") for path in copied)
+
+
+def test_the_license_is_an_spdx_string_for_a_setuptools_that_reads_it():
+    """A license table makes setuptools >= 77 print a deprecation banner on every install."""
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert pyproject["project"]["license"] == "Apache-2.0"
+    assert "setuptools>=77" in pyproject["build-system"]["requires"]
