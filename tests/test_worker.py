@@ -97,13 +97,14 @@ def test_follow_up_on_the_same_image_skips_the_vision_encoder(redis_url, redis_c
 
 def test_bad_jobs_get_errors_and_the_worker_keeps_serving(redis_url, redis_client, model):
     good_key = store_image(redis_client)
-    redis_client.set(protocol.image_key("broken"), b"\x89PNG\r\n\x1a\nnot really", ex=60)
+    broken = b"\x89PNG\r\n\x1a\nnot really"
+    redis_client.set(protocol.image_key_for(broken), broken, ex=60)  # its true key: the decoding must fail
     reply = protocol.reply_key("manual")
     bad = {
         "bad_version": json.dumps({"v": 99, "id": "manual", "reply": reply, "messages": []}),
         "empty": json.dumps({"v": 1, "id": "manual", "reply": reply, "messages": []}),
         "image_missing": submit_json([user("?", protocol.image_key("0" * 64))], reply),
-        "bad_image": submit_json([user("?", protocol.image_key("broken"))], reply),
+        "bad_image": submit_json([user("?", protocol.image_key_for(broken))], reply),
         "expired": submit_json([user("late")], reply, deadline=1.0),
         "bad_job": submit_json([user("hi")], reply, params={"temperature": -3}),
         "too_many_images": submit_json([user("?", *[good_key] * 5)], reply),
