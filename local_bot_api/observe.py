@@ -120,11 +120,15 @@ class Observe:
         token: str | None = None,
     ) -> list[StoredMessage]:
         """The bot's messages after #after once it has gone quiet in the chat: at least one message, no
-        send/edit/delete for `quiet` seconds and no chat action showing. The streamed answer is final then."""
+        send/edit/delete/draft for `quiet` seconds, no chat action and no live draft showing. The streamed
+        answer is final then."""
 
         def settled() -> list[StoredMessage] | None:
             chat = self.bot(token).chats.get(chat_id)
             if chat is None or chat.current_action() or time.monotonic() - chat.last_bot_activity < quiet:
+                return None
+            draft = chat.current_draft(self.draft_lifetime)
+            if draft is not None and not draft.stopped:
                 return None
             return [m for m in self.bot_messages(chat_id, token=token) if m.message_id > after] or None
 

@@ -1,7 +1,7 @@
 // The playground: one browser = one Telegram user chatting with the real bot through the local Bot API
 // server, in a private chat or (toggle) in a group with the bot. Everything goes through /_control/ as that
 // user would act in a Telegram client; the live feed (/_control/events) brings the bot's side.
-import { createLog, renderDraft, renderMessage } from "./playground_render.js";
+import { createLog, renderDraft, renderMessage, replyKeyboard } from "./playground_render.js";
 
 const $ = (id) => document.getElementById(id);
 const KEY = { user: "playground-user", name: "playground-name", lang: "playground-lang", group: "playground-group" };
@@ -61,25 +61,8 @@ function showIntro() { // an empty chat shows the bot's description, as Telegram
   $("intro").hidden = !text || bubbles.size > 0;
 }
 
-function replyKeyboard(markup) {
-  const box = $("replykb");
-  box.replaceChildren();
-  if (!markup || !markup.keyboard) return;
-  const kb = document.createElement("div");
-  kb.className = "keyboard";
-  for (const row of markup.keyboard) {
-    const line = document.createElement("div");
-    line.className = "row";
-    for (const button of row) {
-      const node = document.createElement("button");
-      node.type = "button";
-      node.textContent = typeof button === "string" ? button : button.text;
-      node.addEventListener("click", () => sendText(node.textContent));
-      line.appendChild(node);
-    }
-    kb.appendChild(line);
-  }
-  box.appendChild(kb);
+function showReplyKeyboard(markup) {
+  $("replykb").replaceChildren(...(markup && markup.keyboard ? [replyKeyboard(markup, sendText)] : []));
 }
 
 function setReply(view) {
@@ -99,7 +82,7 @@ const messageActions = {
 
 function upsert(view) {
   renderMessage(view, bubbles, log, { me: state.me, isGroup: state.isGroup }, messageActions);
-  if (view.from_bot && view.keyboard) replyKeyboard(view.keyboard.remove_keyboard ? null : view.keyboard);
+  if (view.from_bot && view.keyboard) showReplyKeyboard(view.keyboard.remove_keyboard ? null : view.keyboard);
   showIntro();
 }
 

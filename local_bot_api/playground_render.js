@@ -107,30 +107,42 @@ export function createLog(node) {
 }
 
 // --- message bubbles ---------------------------------------------------------------------------------
-function keyboard(markup, actions) {
+function buttonRows(rows, makeButton) {
   const box = el("div", "keyboard");
-  for (const row of markup.inline_keyboard || []) {
+  for (const row of rows) {
     const line = el("div", "row");
-    for (const button of row) {
-      let node;
-      if (button.url && SAFE_URL.test(button.url)) {
-        node = el("a");
-        node.href = button.url;
-        node.target = "_blank";
-        node.rel = "noopener noreferrer";
-      } else {
-        node = el("button");
-        node.type = "button";
-        if (button.callback_data !== undefined) {
-          node.addEventListener("click", () => actions.press(button.callback_data));
-        } else node.disabled = true; // web apps, logins, games: not in the playground
-      }
-      node.textContent = button.text;
-      line.appendChild(node);
-    }
+    for (const button of row) line.appendChild(makeButton(button));
     box.appendChild(line);
   }
   return box;
+}
+
+function inlineButton(button, actions) {
+  let node;
+  if (button.url && SAFE_URL.test(button.url)) {
+    node = el("a");
+    node.href = button.url;
+    node.target = "_blank";
+    node.rel = "noopener noreferrer";
+  } else {
+    node = el("button");
+    node.type = "button";
+    if (button.callback_data !== undefined) {
+      node.addEventListener("click", () => actions.press(button.callback_data));
+    } else node.disabled = true; // web apps, logins, games: not in the playground
+  }
+  node.textContent = button.text;
+  return node;
+}
+
+// A reply keyboard (it replaces the user's keyboard, under the chat): each button sends its text.
+export function replyKeyboard(markup, onText) {
+  return buttonRows(markup.keyboard, (button) => {
+    const node = el("button", "", typeof button === "string" ? button : button.text);
+    node.type = "button";
+    node.addEventListener("click", () => onText(node.textContent));
+    return node;
+  });
 }
 
 function humanSize(bytes) {
@@ -220,7 +232,8 @@ export function renderMessage(view, bubbles, log, ctx, actions) {
   const text = message.text ?? message.caption ?? "";
   node.appendChild(renderText(text, message.entities || message.caption_entities, actions.command));
   if (message.reply_markup) {
-    node.appendChild(keyboard(message.reply_markup, { press: (data) => actions.press(view, data) }));
+    const press = { press: (data) => actions.press(view, data) };
+    node.appendChild(buttonRows(message.reply_markup.inline_keyboard || [], (b) => inlineButton(b, press)));
   }
   const foot = el("div", "foot");
   foot.appendChild(reactionsRow(view, ctx, { react: (emoji) => actions.react(view, emoji) }));

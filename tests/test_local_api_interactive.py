@@ -70,6 +70,23 @@ async def test_draft_is_refused_where_telegram_refuses_it(server, bot, user):
     assert server.draft(user.id) is None
 
 
+async def test_wait_until_quiet_waits_while_a_draft_is_on_screen(server, bot, user):
+    question = server.transcript(user.id)[-1]
+
+    async def stream() -> None:
+        await bot.send_message(user.id, "Let me look…")
+        for text in ("The", "The answer", "The answer is"):
+            await bot.send_message_draft(chat_id=user.id, draft_id=3, text=text)
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(0.6)  # longer than `quiet`, with the draft still showing
+        await bot.send_message(user.id, "The answer is 42.")
+
+    streaming = asyncio.create_task(stream())
+    final = await server.wait_until_quiet(user.id, after=question.message_id, quiet=0.3, timeout=10)
+    await streaming
+    assert [m.text for m in final] == ["Let me look…", "The answer is 42."]
+
+
 async def test_stop_button_queues_stopped_message_generation(server, bot, user):
     await drain(bot)
     await bot.send_message_draft(chat_id=user.id, draft_id=5, text="Once upon", can_stop=True)

@@ -19,10 +19,12 @@ from aiogram.types import (
     CallbackQuery,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
+    KeyboardButton,
     Message,
     MessageGenerationStopped,
     MessageReactionUpdated,
     ReactionTypeEmoji,
+    ReplyKeyboardMarkup,
 )
 
 from tests.local_api_helpers import make_bot, png
@@ -46,6 +48,9 @@ def stand_in_router() -> Router:
         await message.answer(
             "<b>Hello!</b> <tg-spoiler>secret</tg-spoiler> &lt;script&gt;alert(1)&lt;/script&gt; Try /help",
             parse_mode="HTML",
+            reply_markup=ReplyKeyboardMarkup(
+                keyboard=[[KeyboardButton(text="what is up")]], resize_keyboard=True
+            ),
         )
 
     @router.message(Command("buttons"))
@@ -168,8 +173,8 @@ async def test_playground_chat_in_chromium(server, running_bot, browser, tmp_pat
     assert await page.locator(".msg script").count() == 0
     assert await reply.locator("a.cmd", has_text="/help").count() == 1
 
-    # "typing…", then an answer growing by edits
-    await send(page, "what is up")
+    # a reply-keyboard button sends its text; "typing…", then an answer growing by edits
+    await page.locator("#replykb button", has_text="what is up").click()
     await page.locator("#typing", has_text="typing").wait_for(timeout=5000)
     answer = page.locator(".msg:not(.me)", has_text="Streaming answer to: what is up")
     await answer.wait_for(timeout=8000)
