@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import html
 import re
+import unicodedata
 from html.parser import HTMLParser
 
 TELEGRAM_TEXT_LIMIT = 4096
@@ -27,6 +28,19 @@ _ITALIC_UNDERSCORE = re.compile(r"(?<![\w_])_(?=[^\s_])(.+?)(?<=[^\s_])_(?![\w_]
 _CLOSE_FENCE = "\n```"
 # C0 controls other than tab and newline: invisible at best, and a small or broken model does emit them.
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+# Blank look-alikes: Hangul fillers and the empty Braille pattern are "letters" and "symbols" to Unicode, and
+# the usual way to send a message that looks empty. (Zero-width spaces and joiners, the word joiner, BOM and
+# bidi marks are format characters, category Cf, and caught by category.)
+_BLANK_LOOKALIKES = frozenset("\u115f\u1160\u3164\uffa0\u2800")
+
+
+def is_blank(text: str) -> bool:
+    """Nothing a reader would see: only whitespace, zero-width or other format characters, blank look-alikes."""
+    return all(
+        ch.isspace() or ch in _BLANK_LOOKALIKES or unicodedata.category(ch) in ("Cf", "Cc") for ch in text
+    )
 
 
 def utf16_len(text: str) -> int:
@@ -107,7 +121,7 @@ def to_html(markdown: str) -> str:
 def has_visible_text(markdown: str) -> bool:
     """Whether Telegram would see any text: a piece that is only markup or spaces is refused ("message text
     is empty"), and a streaming answer can be exactly that for a moment."""
-    return bool(html.unescape(re.sub(r"<[^>]+>", "", to_html(markdown))).strip())
+    return not is_blank(html.unescape(re.sub(r"<[^>]+>", "", to_html(markdown))))
 
 
 class _TagChecker(HTMLParser):

@@ -4,6 +4,9 @@ answers every job with "Hello there."."""
 from __future__ import annotations
 
 import hashlib
+import io
+
+from PIL import Image
 
 from bot import keys
 from model import protocol
@@ -70,6 +73,36 @@ async def test_picture_sent_as_a_file(harness, telegram, scripted):
     await harness.pump()
     await harness.finish_answers()
     assert len(image_parts(scripted.jobs[0])) == 1
+
+
+def tiff() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8), (1, 2, 3)).save(buffer, "TIFF")
+    return buffer.getvalue()
+
+
+async def test_pictures_we_do_not_decode_are_refused_without_a_download(harness, telegram, scripted):
+    user = await telegram.create_user(language_code="en")
+    for data, name, mime_type in [(tiff(), "scan.tiff", "image/tiff"), (b"ftypheic", "IMG_1.HEIC", "image/heic"),
+                                  (tiff(), "scan.tif", "application/octet-stream")]:
+        sent = await telegram.send_document(user.id, data, file_name=name, mime_type=mime_type)
+        await harness.pump()
+        assert await bot_texts(telegram, user.id, sent.message_id) == [
+            "This kind of picture isn't supported. Please send it as a JPEG or PNG."
+        ]
+    assert telegram.calls["getFile"] == 0 and scripted.jobs == []
+
+
+async def test_zero_width_characters_are_no_question(harness, telegram, scripted):
+    user = await telegram.create_user(language_code="en")
+    sent = await telegram.send_text(user.id, "\u200b\u200d\u2060\ufeff \u3164")
+    await harness.pump()
+    assert await bot_texts(telegram, user.id, sent.message_id) == ["Send me a photo or a question."]
+    await telegram.send_photo(user.id, png(), caption="\u200b")  # a photo with a blank caption: describe it
+    await harness.pump()
+    await harness.finish_answers()
+    [job] = scripted.jobs
+    assert job.messages[-1]["content"][-1]["text"] == "What is in this picture? Describe it."
 
 
 async def test_album_is_one_turn(harness, telegram, scripted):

@@ -10,12 +10,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 from aiogram import Bot
 from aiogram.exceptions import TelegramAPIError
 from aiogram.types import Message
+from PIL import Image
 
 from bot.observability import BotMetrics
 from bot.services.dialogs import DialogStore
@@ -25,8 +27,19 @@ from model.images import ImageError, ImageLimits, load_image
 
 log = logging.getLogger(__name__)
 
-# Pictures sent "as a file" often come without a MIME type: the name is the next best hint.
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".avif")
+
+
+def _readable(formats: tuple[str, ...]) -> tuple[frozenset[str], tuple[str, ...]]:
+    """MIME types and file name endings of the formats `load_image` decodes, from Pillow's own registry (so
+    they follow model/images.py's list). Pictures sent "as a file" often come without a MIME type: the name
+    is the next best hint."""
+    Image.init()
+    mime_types = frozenset(Image.MIME[f] for f in formats if f in Image.MIME) | {"image/jpg"}  # a common alias
+    endings = tuple(sorted(ext for ext, f in Image.registered_extensions().items() if f in formats))
+    return mime_types, endings
+
+
+READABLE_MIME_TYPES, READABLE_ENDINGS = _readable(ImageLimits().formats)
 
 
 class TurnProblem(Exception):
@@ -68,9 +81,12 @@ class PictureFetcher:
 
     def from_document(self, message: Message) -> ImageRef:
         document = message.document
-        name = (document.file_name or "").lower()
-        if not ((document.mime_type or "").startswith("image/") or name.endswith(IMAGE_EXTENSIONS)):
-            raise TurnProblem("unsupported.file")
+        name, mime_type = (document.file_name or "").lower(), (document.mime_type or "").lower()
+        if mime_type not in READABLE_MIME_TYPES and not name.endswith(READABLE_ENDINGS):
+            # a picture we do not decode (TIFF, AVIF, HEIC...) is told so at once, without downloading it
+            known = Image.registered_extensions().get(Path(name).suffix)  # Pillow also names formats it only writes
+            picture = mime_type.startswith("image/") or known in Image.OPEN
+            raise TurnProblem("image.unsupported_image" if picture else "unsupported.file")
         if (document.file_size or 0) > self.settings.max_file_bytes:
             raise self._too_large(document.file_size)
         return ImageRef(document.file_id, document.file_size)

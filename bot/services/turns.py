@@ -19,6 +19,7 @@ from typing import Any
 from aiogram import Bot
 from aiogram.types import Message
 
+from bot.formatting import is_blank
 from bot.i18n import Translator
 from bot.observability import BotMetrics, UserHasher
 from bot.services.access import AccessControl
@@ -132,6 +133,8 @@ class TurnService:
         if not images and reply and reply.photo and reply.from_user and reply.from_user.id != self.bot.id:
             images.append(self.pictures.from_photo(reply))  # "@bot what is this?" in reply to someone's photo
         text = await self._without_mention("\n".join(texts))
+        if is_blank(text):  # zero-width characters only: no question (a photo then gets the default one)
+            text = ""
         if not images and not text:
             raise TurnProblem(unsupported or "empty_turn")
         if len(text) > self.settings.max_text_chars:
