@@ -1,71 +1,56 @@
-"""`python -m bot`: long polling, or a webhook server when WEBHOOK_URL is set. SIGTERM stops it cleanly."""
+"""`python -m bot`: long polling, or a webhook server when WEBHOOK_URL is set. SIGTERM stops it cleanly.
+
+A failure to start ends the process with exit status 1 (2 for bad settings) and a short message, always
+through the logging setup that scrubs the token: Bot API error bodies can echo the request path, which holds
+the token, and an uncaught traceback would print it as is.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
-import signal
+import sys
 
-from aiogram import Bot, Dispatcher
-from aiogram.webhook.aiohttp_server import SimpleRequestHandler, setup_application
-from aiohttp import web
+from pydantic import ValidationError
+from pydantic_settings import SettingsError
 
 from bot.app import create_bot, create_dispatcher, create_redis
 from bot.observability import setup_logging
-from bot.settings import Settings
+from bot.settings import Settings, describe_settings_error
+from bot.webhook import run_webhook
 
 log = logging.getLogger("bot")
 
 
-def webhook_app(settings: Settings, bot: Bot, dp: Dispatcher, secret: str) -> web.Application:
-    """aiohttp app that takes Telegram's POSTs (checking X-Telegram-Bot-Api-Secret-Token) and runs the
-    dispatcher's startup/shutdown with its own."""
-    app = web.Application()
-    SimpleRequestHandler(dispatcher=dp, bot=bot, secret_token=secret).register(
-        app, path=settings.webhook_path
-    )
-    setup_application(app, dp, bot=bot)
-    return app
-
-
-async def run_webhook(settings: Settings, bot: Bot, dp: Dispatcher) -> None:
-    secret = (
-        settings.webhook_secret.get_secret_value() if settings.webhook_secret else secrets.token_urlsafe(32)
-    )
-    runner = web.AppRunner(webhook_app(settings, bot, dp, secret), access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, settings.webhook_host, settings.webhook_port).start()
-    await bot.set_webhook(
-        settings.webhook_url,
-        secret_token=secret,
-        allowed_updates=dp.resolve_used_update_types(),
-        drop_pending_updates=False,
-    )
-    log.info(
-        "webhook listening on %s:%d%s", settings.webhook_host, settings.webhook_port, settings.webhook_path
-    )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    # The webhook stays set: Telegram keeps updates while we are down and delivers them to the next start.
-    await runner.cleanup()  # runs the dispatcher's shutdown (answers in flight are resumed next time)
-    await bot.session.close()
-
-
-async def main() -> None:
-    settings = Settings()
-    setup_logging(settings.log_level, settings.log_format, settings.bot_token.get_secret_value())
+async def main(settings: Settings) -> None:
     bot = create_bot(settings)
     dp = create_dispatcher(settings, bot, create_redis(settings))
-    if settings.webhook_url:
-        await run_webhook(settings, bot, dp)
-    else:
-        await bot.delete_webhook(drop_pending_updates=False)
-        await dp.start_polling(bot, handle_signals=True)  # SIGTERM/SIGINT end polling, then shutdown hooks
+    try:
+        if settings.webhook_url:
+            await run_webhook(settings, bot, dp)
+        else:
+            await bot.delete_webhook(drop_pending_updates=False)
+            await dp.start_polling(bot, handle_signals=True)  # SIGTERM/SIGINT end polling, then shutdown hooks
+    finally:
+        await bot.session.close()  # a failed start leaves no unclosed session behind
+
+
+def run() -> int:
+    try:
+        settings = Settings()
+    except (ValidationError, SettingsError) as exc:  # before logging exists: the description is redacted
+        print(describe_settings_error(exc), file=sys.stderr)
+        return 2
+    setup_logging(settings.log_level, settings.log_format, settings.bot_token.get_secret_value())
+    try:
+        asyncio.run(main(settings))
+    except KeyboardInterrupt:  # Ctrl-C before polling took over the signals
+        return 130
+    except Exception as exc:
+        log.critical("the bot stopped: %s: %s", type(exc).__name__, exc, exc_info=exc)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    sys.exit(run())

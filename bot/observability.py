@@ -79,6 +79,13 @@ class UserHasher:
 
 
 _CHAT_ID = re.compile(r"\b(chat_id|user_id|user id|from user)(=| )(-?\d{3,})")
+# A bot token is `<bot id>:<35 characters>`. Anything shaped like one is scrubbed too: a token of another bot,
+# or ours before the settings that hold it could be read.
+_TOKEN_LIKE = re.compile(r"\b\d{5,}:[A-Za-z0-9_-]{30,}")
+
+
+def redact_token_like(text: str) -> str:
+    return _TOKEN_LIKE.sub("<secret>", text)
 
 
 class RedactSecrets(logging.Filter):
@@ -88,12 +95,16 @@ class RedactSecrets(logging.Filter):
 
     def __init__(self, *secrets: str, hash_user: UserHasher | None = None):
         super().__init__()
-        self._secrets = [s for s in secrets if s]
+        # A token's part after the colon is the secret; it is scrubbed on its own too, for text that quotes
+        # the token percent-encoded (":" as %3A) or cut at the colon.
+        halves = [half for s in secrets if len(half := s.partition(":")[2]) >= 8]
+        self._secrets = sorted({s for s in [*secrets, *halves] if s}, key=len, reverse=True)
         self._hash = hash_user
 
     def _scrub(self, text: str) -> str:
         for secret in self._secrets:
             text = text.replace(secret, "<secret>")
+        text = redact_token_like(text)
         if self._hash:
             text = _CHAT_ID.sub(lambda m: f"{m.group(1)}{m.group(2)}#{self._hash(int(m.group(3)))}", text)
         return text
@@ -135,7 +146,7 @@ def setup_logging(level: str, fmt: str, token: str) -> None:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level.upper())
+    root.setLevel(level)
 
 
 def elapsed_ms(start: float) -> int:

@@ -5,21 +5,24 @@ Everything has a default except BOT_TOKEN, so `python -m bot` with just a token 
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
+
+from bot.observability import redact_token_like
 
 WINDOWS = {"minute": 60, "hour": 3600, "day": 86400}
 
 
 def parse_limit(text: str) -> tuple[int, int]:
     """'20/hour' -> (20, 3600). Raises ValueError with a message fit for people."""
+    # The value is never echoed: a secret pasted into the wrong variable would end up in the log.
     count, sep, window = text.strip().lower().partition("/")
     if not sep or window not in WINDOWS or not count.isdigit():
-        raise ValueError(f"limit must look like 20/hour (N/minute, N/hour or N/day), got {text!r}")
+        raise ValueError("a limit looks like 20/hour (N/minute, N/hour or N/day)")
     if not 0 < int(count) <= 1_000_000:
-        raise ValueError(f"the number of turns must be between 1 and 1000000, got {count}")
+        raise ValueError("the number of turns must be between 1 and 1000000")
     return int(count), WINDOWS[window]
 
 
@@ -60,20 +63,23 @@ class Settings(BaseSettings):
     # --- running --------------------------------------------------------------------------------------------
     webhook_url: str | None = None  # public https URL Telegram posts to; unset = long polling
     webhook_path: str = "/webhook"
-    webhook_host: str = "0.0.0.0"
+    webhook_host: str = "127.0.0.1"  # behind a reverse proxy on the same host; compose sets 0.0.0.0
     webhook_port: int = 8080
     # Checked against the X-Telegram-Bot-Api-Secret-Token header; random on each start if unset.
     webhook_secret: SecretStr | None = None
     metrics_port: int | None = 9101  # Prometheus /metrics; 0 or empty disables it
-    metrics_host: str = "0.0.0.0"
-    log_level: str = "INFO"
-    log_format: str = "json"  # json (one object per line) or text
+    metrics_host: str = "127.0.0.1"  # reachable from this host only; compose sets 0.0.0.0 in its network
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    log_format: Literal["json", "text"] = "json"  # json: one object per line
 
     @field_validator("admin_ids", mode="before")
     @classmethod
     def _split_ids(cls, value: object) -> object:
         if isinstance(value, str):
-            return frozenset(int(part) for part in value.replace(";", ",").split(",") if part.strip())
+            parts = [part.strip() for part in value.replace(";", ",").split(",") if part.strip()]
+            if not all(part.lstrip("-").isdigit() for part in parts):
+                raise ValueError("ADMIN_IDS is a comma-separated list of numeric Telegram user ids")
+            return frozenset(int(part) for part in parts)
         if isinstance(value, int):
             return frozenset([value])
         return value
@@ -83,6 +89,11 @@ class Settings(BaseSettings):
     def _check_limit(cls, value: str) -> str:
         parse_limit(value)
         return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
 
     @field_validator("telegram_api_url", "webhook_url", "webhook_secret", "metrics_port", mode="before")
     @classmethod
@@ -114,3 +125,15 @@ class Settings(BaseSettings):
     @property
     def generation_params(self) -> dict[str, float | int]:
         return {"max_new_tokens": self.max_new_tokens, "temperature": self.temperature, "top_p": self.top_p}
+
+
+def describe_settings_error(error: ValidationError | SettingsError) -> str:
+    """Bad settings, for people: which variable and why, never the value given (a token pasted into the wrong
+    variable would be printed), and anything that still looks like a bot token scrubbed."""
+    if isinstance(error, SettingsError):
+        return redact_token_like(f"the bot's settings could not be read: {error}")
+    lines = ["the bot's settings are invalid (every setting is described in .env.example):"]
+    for problem in error.errors(include_url=False, include_input=False, include_context=False):
+        name = ".".join(str(part) for part in problem["loc"]).upper() or "settings"
+        lines.append(f"  {name}: {problem['msg']}")
+    return redact_token_like("\n".join(lines))

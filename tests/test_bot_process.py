@@ -91,18 +91,39 @@ async def test_polling_process_metrics_logs_and_sigterm(telegram, redis_url):
     assert entries[-1]["msg"] == "bot stopped"
 
 
-async def test_webhook_process_checks_the_secret(telegram, redis_url):
-    port = free_port()
+async def raw_post(port: int, path: str, header_lines: bytes, body: bytes) -> int:
+    """An HTTP POST written byte for byte (no client library would send a non-UTF-8 header); its status."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(
+        b"POST " + path.encode() + b" HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+        + header_lines + b"Content-Length: " + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n" + body
+    )
+    await writer.drain()
+    status_line = await asyncio.wait_for(reader.readline(), 10)
+    writer.close()
+    return int(status_line.split()[1])
+
+
+async def refuses_connections(host: str, port: int) -> bool:
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 5)
+    except OSError:
+        return True
+    writer.close()
+    return False
+
+
+async def test_webhook_process_checks_the_secret_and_listens_on_this_host_only(telegram, redis_url):
+    port, metrics_port = free_port(), free_port()
     url = f"http://127.0.0.1:{port}/tg-hook"
-    process = await start_bot_process(
+    process = await start_bot_process(  # WEBHOOK_HOST and METRICS_HOST left at their defaults
         telegram,
         redis_url,
         WEBHOOK_URL=url,
         WEBHOOK_PATH="/tg-hook",
-        WEBHOOK_HOST="127.0.0.1",
         WEBHOOK_PORT=str(port),
         WEBHOOK_SECRET="hook-secret-123",
-        METRICS_PORT="0",
+        METRICS_PORT=str(metrics_port),
     )
     try:
         await wait_until(lambda: telegram.bot().webhook, 30, "the webhook to be set")
@@ -110,27 +131,35 @@ async def test_webhook_process_checks_the_secret(telegram, redis_url):
         sent = await telegram.send_text(user.id, "/help")
         reply = await telegram.wait_for_bot_message(user.id, after=sent.message_id, timeout=15)
         assert "Как со мной общаться" in reply.text
-        async with aiohttp.ClientSession() as http:
-            forged = {
-                "update_id": 999,
-                "message": {
-                    "message_id": 1,
-                    "date": 0,
-                    "chat": {"id": 1, "type": "private"},
-                    "from": {"id": 1, "is_bot": False, "first_name": "X"},
-                    "text": "/start",
-                },
-            }
-            async with http.post(url, json=forged) as response:
-                assert response.status == 401
-            async with http.post(
-                url, json=forged, headers={"X-Telegram-Bot-Api-Secret-Token": "wrong"}
-            ) as response:
-                assert response.status == 401
+        forged = {
+            "update_id": 999,
+            "message": {
+                "message_id": 1,
+                "date": 0,
+                "chat": {"id": 1, "type": "private"},
+                "from": {"id": 1, "is_bot": False, "first_name": "X"},
+                "text": "/start",
+            },
+        }
+        body, secret = json.dumps(forged).encode(), b"X-Telegram-Bot-Api-Secret-Token: "
+        assert await raw_post(port, "/tg-hook", b"", body) == 401
+        assert await raw_post(port, "/tg-hook", secret + b"wrong\r\n", body) == 401
+        assert await raw_post(port, "/tg-hook", secret + "hook-sécret-123".encode() + b"\r\n", body) == 401
+        assert await raw_post(port, "/tg-hook", secret + b"\xff\xfe\r\n", body) == 401
+        right = secret + b"hook-secret-123\r\n"
+        assert await raw_post(port, "/tg-hook", right, b"{not json") == 400
+        assert await raw_post(port, "/tg-hook", right, b"\xff\xfe") == 400
+        assert await raw_post(port, "/tg-hook", right, b'{"update_id": "many", "message": 5}') == 400
+        # 127.0.0.2 is this machine too, but a socket bound to 127.0.0.1 does not answer there
+        assert not await refuses_connections("127.0.0.1", port)
+        assert await refuses_connections("127.0.0.2", port)
+        assert not await refuses_connections("127.0.0.1", metrics_port)
+        assert await refuses_connections("127.0.0.2", metrics_port)
     finally:
         code, logs = await stop_with_sigterm(process)
     assert code == 0, logs[-2000:]
-    assert_logs_are_clean(logs, telegram.bot().token, user.id)
+    entries = assert_logs_are_clean(logs, telegram.bot().token, user.id)
+    assert not [e for e in entries if e["level"] == "ERROR"]  # nothing a stranger sent failed inside the bot
 
 
 async def test_offline_model_then_a_real_worker_arrives(telegram, redis_url, tmp_path):
