@@ -48,11 +48,15 @@ class OmniFusionLMM(lmms):
         return out
 
     def loglikelihood(self, requests) -> list[tuple[float, bool]]:
+        """(mean negative log-likelihood per token, is greedy): lmms-eval's convention, not lm-eval's. Its
+        multiple-choice scoring takes the argmin, written for its models, which return the mean loss (as its
+        LLaVA model does)."""
         out = []
         for context, target, doc_to_visual, doc_id, task, split in [r.args for r in requests]:
             continuation = target if isinstance(target, str) else target(self.task_dict[task][split][doc_id])
             prompt = self._prompt(context, doc_to_visual, doc_id, task, split)
-            out += candidate_likelihoods(self.model, prompt, [continuation], self.batch_size)
+            (c,) = candidate_likelihoods(self.model, prompt, [continuation], self.batch_size)
+            out.append((-c.logp / c.tokens if c.tokens else float("inf"), c.greedy))
         return out
 
     def generate_until_multi_round(self, requests) -> list[str]:

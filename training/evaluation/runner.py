@@ -2,7 +2,7 @@
 
     answer_all(model, prompts, params, batch_size) -> [answer text]        (generation tasks)
     score_candidates(model, context, candidates, batch_size) -> [log p]     (ranking tasks: VisDial)
-    candidate_likelihoods(...) -> [(log p, is greedy)]                     (lmms-eval's loglikelihood)
+    candidate_likelihoods(...) -> [(log p, tokens, is greedy)]             (lmms-eval's loglikelihood)
 
 A `Prompt` is a question with its images (files or PIL images), or a whole dialog in the protocol's message
 format whose image parts name an image by its index (`{"type": "image", "key": "0"}`). Images are read only
@@ -15,6 +15,7 @@ import copy
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from PIL import Image
@@ -31,6 +32,12 @@ class GenerationFailed(EvalError):
     def __init__(self, index: int, error: Exception):
         super().__init__(f"prompt {index} failed in the engine: {error!r}")
         self.index, self.error = index, error
+
+
+class Likelihood(NamedTuple):
+    logp: float  # natural log, summed over the candidate's tokens
+    tokens: int
+    greedy: bool  # greedy decoding would produce every one of its tokens
 
 
 @dataclass
@@ -114,13 +121,13 @@ def answer_all(model, prompts: Sequence[Prompt], params: SamplingParams | None =
 def score_candidates(model, context: Prompt, candidates: Sequence[str], batch_size: int = 32) -> list[float]:
     """Log-likelihood (natural log, summed over tokens) of each candidate as the assistant's next answer.
     See candidate_likelihoods."""
-    return [logp for logp, _ in candidate_likelihoods(model, context, candidates, batch_size)]
+    return [c.logp for c in candidate_likelihoods(model, context, candidates, batch_size)]
 
 
 @torch.inference_mode()
 def candidate_likelihoods(model, context: Prompt, candidates: Sequence[str], batch_size: int = 32
-                          ) -> list[tuple[float, bool]]:
-    """-> (log-likelihood, whether greedy decoding would produce every token of it) per candidate.
+                          ) -> list[Likelihood]:
+    """-> (log-likelihood, token count, whether greedy decoding gives it) per candidate.
 
     The context is run once; each batch of candidates continues from a copy of its KV cache, so 100
     candidates cost one prompt plus their own few tokens. The candidate's tokens are exactly those of an
@@ -133,7 +140,7 @@ def candidate_likelihoods(model, context: Prompt, candidates: Sequence[str], bat
     cache = DynamicCache()
     out = model.llm(inputs_embeds=prefix[None], cache=cache, use_cache=True)
     first = torch.log_softmax(out.logits[0, -1].float(), -1)  # [V]: predicts every candidate's first token
-    scores: list[tuple[float, bool]] = []
+    scores: list[Likelihood] = []
     for start in range(0, len(tokens), batch_size):
         chunk = tokens[start:start + batch_size]
         width = max(1, max(len(t) for t in chunk))
@@ -152,7 +159,7 @@ def candidate_likelihoods(model, context: Prompt, candidates: Sequence[str], bat
         logp = torch.cat([first.expand(len(chunk), 1, -1), torch.log_softmax(logits[:, :-1], -1)], 1)
         picked = logp.gather(-1, ids[..., None])[..., 0] * mask  # [B, W]
         greedy = ((logp.argmax(-1) == ids) | (mask == 0)).all(-1)  # [B]
-        scores += [(float(s), bool(g)) if len(t) else (float("-inf"), False)
+        scores += [Likelihood(float(s), len(t), bool(g)) if len(t) else Likelihood(float("-inf"), 0, False)
                    for s, g, t in zip(picked.sum(-1), greedy, chunk, strict=True)]
     return scores
 
