@@ -48,6 +48,11 @@ def ban_notice(user_id: int) -> str:
     return f"{BOT}:ban-notice:{user_id}"
 
 
+def notice(user_id: int, verdict: str) -> str:
+    """A refusal (busy, limited) the user was told about; while it exists, further ones are not told."""
+    return f"{BOT}:notice:{verdict}:{user_id}"
+
+
 def turns_on(day: str) -> str:
     return f"{BOT}:turns:{day}"
 

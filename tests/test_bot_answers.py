@@ -3,6 +3,9 @@ offline workers, blocked users. The worker here is a scripted stand-in speaking 
 
 from __future__ import annotations
 
+import asyncio
+import itertools
+
 from bot.formatting import TELEGRAM_TEXT_LIMIT, to_html, utf16_len
 from bot.services import delivery as delivery_module
 from local_bot_api.formatting import format_text
@@ -79,6 +82,22 @@ async def test_flood_control_is_honoured_and_the_answer_still_arrives(harness, t
     during_wait = [r for r in calls if first_429 < r.at < first_429 + 1.9]
     assert during_wait == []  # the chat was left alone for retry_after: no 429 storm
     assert harness.metrics.telegram_retry_after._value.get() >= 1
+
+
+async def test_after_a_429_one_call_waits_and_the_others_queue_behind_it(harness, telegram):
+    """Six notes to one chat at once against Telegram's flood limits (about 1/s, bursts of 3): the fourth
+    gets a 429, and the rest must not all retry together when it ends (a 429 storm), but follow one by one."""
+    user = await telegram.create_user(language_code="en")
+    telegram.rate_limits.configure(enabled=True)
+    await telegram.send_text(user.id, "/start")  # the private chat exists once the user wrote
+    await harness.pump()
+    await asyncio.sleep(3.0)  # the chat's burst is full again
+    mark = len(telegram.call_log)
+    await asyncio.gather(*(harness.outbox.send(user.id, f"note {i}") for i in range(6)))
+    texts = [m.text for m in telegram.bot_messages(user.id)]
+    assert sorted(texts[-6:]) == [f"note {i}" for i in range(6)]  # every one delivered
+    refused = [r for r in itertools.islice(telegram.call_log, mark, None) if r.status == 429]
+    assert len(refused) <= 1
 
 
 async def test_command_reply_waits_out_a_429(harness, telegram):

@@ -15,6 +15,9 @@ from tests.bot_harness import BOT_USERNAME, ScriptedWorker, png
 pytest_plugins = ["tests.bot_fixtures"]  # telegram, harness, scripted
 
 
+BUSY = "I am still answering your previous message. Wait for it, or send /cancel to stop it."
+
+
 async def bot_texts(telegram, chat_id, after):
     return [m.text for m in telegram.bot_messages(chat_id) if m.message_id > after]
 
@@ -220,18 +223,35 @@ async def test_one_answer_in_flight_per_user(harness, telegram, redis_url):
             await telegram.send_text(user.id, f"question {i}")
         await harness.pump()  # all five at once
         replies = [m.text for m in telegram.bot_messages(user.id)]
-        assert (
-            replies.count(
-                "I am still answering your previous message. Wait for it, or send /cancel to stop it."
-            )
-            == 4
-        )
+        assert replies.count(BUSY) == 1  # told once per answer in flight, however many messages follow
         await harness.finish_answers()
         assert len(worker.jobs) == 1
-        await telegram.send_text(user.id, "next one")
+        for i in range(3):
+            await telegram.send_text(user.id, f"next one {i}")
         await harness.pump()
         await harness.finish_answers()
         assert len(worker.jobs) == 2  # free again once the answer is done
+        assert [m.text for m in telegram.bot_messages(user.id)].count(BUSY) == 2  # a new answer: told again
+    assert harness.metrics.refusals.labels(reason="busy")._value.get() == 6  # every refusal is counted
+
+
+async def test_a_flood_from_a_limited_user_gets_one_notice_per_window(harness, telegram, scripted):
+    user = await telegram.create_user(language_code="en")
+    await harness.access.set_limit(user.id, "1/hour")
+    await telegram.send_text(user.id, "the one question allowed")
+    await harness.pump()
+    await harness.finish_answers()
+    before = len(telegram.bot_messages(user.id))
+    for i in range(30):
+        await telegram.send_text(user.id, f"spam {i}")
+    await harness.pump()
+    notices = [m.text for m in telegram.bot_messages(user.id)[before:]]
+    assert len(notices) == 1 and notices[0].startswith("You have reached your limit of 1/hour")
+    assert len(scripted.jobs) == 1
+    await harness.redis.delete(keys.notice(user.id, "limited"))  # as when the window has passed
+    await telegram.send_text(user.id, "again")
+    await harness.pump()
+    assert len(telegram.bot_messages(user.id)) == before + 2
 
 
 async def test_a_failure_mid_turn_frees_the_user_and_says_so(harness, telegram, scripted, monkeypatch):

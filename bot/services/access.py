@@ -21,10 +21,21 @@ from bot import keys
 from bot.settings import parse_limit
 
 _ADMIT = """
--- KEYS: banned set, in-flight record, rate log, user limit, global limit
+-- KEYS: banned set, in-flight record, rate log, user limit, global limit, busy notice, limited notice, ban notice
 -- ARGV: user id, now (ms), turn id, in-flight JSON, in-flight TTL (s), default N, default window (s), exempt
-if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1 then return {'banned', 0} end
-if redis.call('EXISTS', KEYS[2]) == 1 then return {'busy', 0} end
+-- Returns {verdict, tell, ...}: tell = 1 when the user is to be told (once per answer in flight, once per
+-- rate-limit window, once an hour when banned), so a flood of messages earns one notice, not a flood.
+if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1 then
+  return {'banned', redis.call('SET', KEYS[8], 1, 'EX', 3600, 'NX') and 1 or 0}
+end
+local current = redis.call('GET', KEYS[2])
+if current then
+  local ok, record = pcall(cjson.decode, current)
+  local job = (ok and type(record) == 'table' and record['job_id']) or current
+  if redis.call('GET', KEYS[6]) == job then return {'busy', 0} end
+  redis.call('SET', KEYS[6], job, 'EX', ARGV[5])
+  return {'busy', 1}
+end
 if ARGV[8] == '0' then
   local n, window = tonumber(ARGV[6]), tonumber(ARGV[7])
   local spec = redis.call('GET', KEYS[4]) or redis.call('GET', KEYS[5])
@@ -38,13 +49,15 @@ if ARGV[8] == '0' then
   if used >= n then
     -- free again when enough of the oldest turns have left the window
     local oldest = redis.call('ZRANGE', KEYS[3], used - n, used - n, 'WITHSCORES')
-    return {'limited', math.ceil(tonumber(oldest[2]) + span - now), n, window}
+    local wait = math.max(1, math.ceil(tonumber(oldest[2]) + span - now))
+    local tell = redis.call('SET', KEYS[7], 1, 'PX', wait, 'NX') and 1 or 0
+    return {'limited', tell, wait, n, window}
   end
   redis.call('ZADD', KEYS[3], now, ARGV[3])
   redis.call('PEXPIRE', KEYS[3], span)
 end
 redis.call('SET', KEYS[2], ARGV[4], 'EX', ARGV[5])
-return {'ok', 0}
+return {'ok', 1}
 """
 
 # Delete the in-flight record only if it is still ours (a /cancel + new turn may have replaced it).
@@ -66,6 +79,7 @@ return nil
 @dataclass
 class Admission:
     verdict: str  # ok | banned | busy | limited
+    tell: bool = True  # False: this user was told already (this answer, this window, this hour)
     retry_in_s: float = 0.0
     limit: tuple[int, int] | None = None  # (N, window seconds) that refused the turn
 
@@ -90,13 +104,16 @@ class AccessControl:
         """Check ban, one-in-flight and rate limit; when all pass, count the turn and store `record` (which
         must carry `job_id`) as the user's in-flight answer. Admins are not rate limited."""
         n, window = self.default_limit
-        verdict, *rest = await self._admit(
+        verdict, tell, *rest = await self._admit(
             keys=[
                 keys.BANNED,
                 keys.inflight(user_id),
                 keys.rate_log(user_id),
                 keys.limit(user_id),
                 keys.LIMIT_ALL,
+                keys.notice(user_id, "busy"),
+                keys.notice(user_id, "limited"),
+                keys.ban_notice(user_id),
             ],
             args=[
                 user_id,
@@ -109,10 +126,10 @@ class AccessControl:
                 int(self.is_admin(user_id)),
             ],
         )
-        verdict = verdict.decode()
+        verdict, tell = verdict.decode(), bool(tell)
         if verdict == "limited":
-            return Admission(verdict, retry_in_s=int(rest[0]) / 1000, limit=(int(rest[1]), int(rest[2])))
-        return Admission(verdict)
+            return Admission(verdict, tell, retry_in_s=int(rest[0]) / 1000, limit=(int(rest[1]), int(rest[2])))
+        return Admission(verdict, tell)
 
     async def refund(self, user_id: int, job_id: str) -> None:
         """A turn that never reached the queue (bad image, download failed) does not count."""

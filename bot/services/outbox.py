@@ -4,7 +4,9 @@
   edits share one budget for the whole bot. Over budget, progress edits are skipped (the next one carries the
   same text anyway) and essential calls wait their turn, so a burst of users does not earn a burst of 429s.
 - 429: the chat is left alone for `retry_after`; an essential call (a final answer, a reply to a command)
-  waits that long and is delivered, a progress edit is dropped. No 429 storms, no lost answers.
+  waits that long and is delivered, a progress edit is dropped. Essential calls to one chat go one at a
+  time, so after a 429 one of them waits while the others queue behind it (not all retrying at once), and
+  for a minute after it they keep the chat's edit interval. No 429 storms, no lost answers.
 - "message is not modified" is success; "can't parse entities" resends as plain text; a reply to a deleted
   message is sent without the reply; a user who blocked the bot raises ChatGone, which callers end quietly.
 """
@@ -15,6 +17,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 from aiogram import Bot
@@ -35,6 +38,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _MAX_SERVER_RETRIES = 5
+_CAREFUL_S = 60.0  # after a 429 ends, how long essential calls to that chat stay paced
 
 
 class ChatGone(Exception):
@@ -80,6 +84,20 @@ class CallBudget:
             await asyncio.sleep((1 - self.tokens) / self.per_second)
 
 
+@dataclass
+class _ChatPace:
+    """One chat's pacing and flood-control state (times are time.monotonic())."""
+
+    quiet_until: float = 0.0  # flood control: no call before this
+    next_edit: float = 0.0  # earliest next progress edit
+    careful_until: float = 0.0  # after a 429: essential calls keep the chat's interval until then
+    next_call: float = 0.0  # earliest next essential call while careful
+    turn: asyncio.Lock = field(default_factory=asyncio.Lock)  # one essential call at a time
+
+    def forgettable(self, now: float) -> bool:
+        return not self.turn.locked() and max(self.quiet_until, self.next_edit, self.careful_until) <= now
+
+
 class Outbox:
     def __init__(
         self,
@@ -94,8 +112,7 @@ class Outbox:
         self.private_interval_s = private_interval_s
         self.group_interval_s = group_interval_s
         self.budget = CallBudget(messages_per_second)
-        self._quiet_until: dict[int, float] = {}  # chat -> monotonic time before which we do not call
-        self._next_edit: dict[int, float] = {}  # chat -> earliest next progress edit
+        self._chats: dict[int, _ChatPace] = {}
 
     def edit_interval(self, chat_id: int) -> float:
         return self.private_interval_s if chat_id > 0 else self.group_interval_s
@@ -175,16 +192,20 @@ class Outbox:
 
     # --- internals ------------------------------------------------------------------------------------------
 
+    def _chat(self, chat_id: int) -> _ChatPace:
+        chat = self._chats.get(chat_id)
+        if chat is None:
+            if len(self._chats) > 10_000:  # forget chats that are long quiet
+                now = time.monotonic()
+                self._chats = {c: pace for c, pace in self._chats.items() if not pace.forgettable(now)}
+            chat = self._chats[chat_id] = _ChatPace()
+        return chat
+
     def _take_edit_slot(self, chat_id: int) -> None:
-        now = time.monotonic()
-        if now < self._quiet_until.get(chat_id, 0) or now < self._next_edit.get(chat_id, 0):
+        now, chat = time.monotonic(), self._chat(chat_id)
+        if now < chat.quiet_until or now < chat.next_edit or not self.budget.try_take():
             raise Skipped
-        if not self.budget.try_take():
-            raise Skipped
-        self._next_edit[chat_id] = now + self.edit_interval(chat_id)
-        if len(self._next_edit) > 10_000:  # forget chats that are long quiet
-            self._next_edit = {c: t for c, t in self._next_edit.items() if t > now}
-            self._quiet_until = {c: t for c, t in self._quiet_until.items() if t > now}
+        chat.next_edit = now + self.edit_interval(chat_id)
 
     async def _with_fallback(
         self,
@@ -208,38 +229,50 @@ class Outbox:
             return await self._call(chat_id, lambda: attempt(text, None), essential)
 
     async def _call(self, chat_id: int, make: Callable[[], Awaitable[T]], essential: bool) -> T:
-        server_failures = 0
-        while True:
-            wait = self._quiet_until.get(chat_id, 0) - time.monotonic()
-            if wait > 0:
-                if not essential:
-                    raise Skipped
-                await asyncio.sleep(wait)
-            if essential:
-                await self.budget.take()
+        chat = self._chat(chat_id)
+        if not essential:  # one try, now or never: the next progress edit carries the same text
+            if time.monotonic() < chat.quiet_until:
+                raise Skipped
             try:
-                return await make()
-            except TelegramRetryAfter as exc:
-                self.metrics.telegram_retry_after.inc()
-                self._quiet_until[chat_id] = time.monotonic() + exc.retry_after
-                log.info(
-                    "flood control: chat quiet for %s s",
-                    exc.retry_after,
-                    extra={"retry_after": exc.retry_after, "essential": essential},
-                )
-                if not essential:
-                    raise Skipped from None
-            except TelegramForbiddenError as exc:
+                return await self._attempt(chat, make)
+            except (TelegramRetryAfter, TelegramServerError, TelegramNetworkError) as exc:
+                raise Skipped from exc
+        async with chat.turn:
+            server_failures = 0
+            while True:
+                wait = max(chat.quiet_until, chat.next_call) - time.monotonic()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                await self.budget.take()
+                try:
+                    result = await self._attempt(chat, make)
+                except TelegramRetryAfter:
+                    continue  # the chat is quiet for retry_after now: wait it out, then try again
+                except (TelegramServerError, TelegramNetworkError) as exc:
+                    server_failures += 1
+                    if server_failures > _MAX_SERVER_RETRIES:
+                        raise
+                    log.warning("Telegram failed (%s), retrying", type(exc).__name__)
+                    await asyncio.sleep(min(0.5 * 2**server_failures, 10))
+                    continue
+                if time.monotonic() < chat.careful_until:
+                    chat.next_call = time.monotonic() + self.edit_interval(chat_id)
+                return result
+
+    async def _attempt(self, chat: _ChatPace, make: Callable[[], Awaitable[T]]) -> T:
+        """One call. A 429 makes the chat quiet for retry_after (and careful after that), then is re-raised;
+        a chat that is gone raises ChatGone."""
+        try:
+            return await make()
+        except TelegramRetryAfter as exc:
+            self.metrics.telegram_retry_after.inc()
+            chat.quiet_until = time.monotonic() + exc.retry_after
+            chat.careful_until = chat.quiet_until + _CAREFUL_S
+            log.info("flood control: chat quiet for %s s", exc.retry_after, extra={"retry_after": exc.retry_after})
+            raise
+        except TelegramForbiddenError as exc:
+            raise ChatGone(exc.message) from None
+        except TelegramBadRequest as exc:
+            if "chat not found" in exc.message.lower():
                 raise ChatGone(exc.message) from None
-            except TelegramBadRequest as exc:
-                if "chat not found" in exc.message.lower():
-                    raise ChatGone(exc.message) from None
-                raise
-            except (TelegramServerError, TelegramNetworkError) as exc:
-                if not essential:
-                    raise Skipped from exc
-                server_failures += 1
-                if server_failures > _MAX_SERVER_RETRIES:
-                    raise
-                log.warning("Telegram failed (%s), retrying", type(exc).__name__)
-                await asyncio.sleep(min(0.5 * 2**server_failures, 10))
+            raise

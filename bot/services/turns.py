@@ -187,13 +187,15 @@ class TurnService:
                 return None
             return record
         self.metrics.refusals.labels(reason=admission.verdict).inc()
+        if not admission.tell:  # told already: a flood of messages must not make the bot flood back
+            return None
         if admission.verdict == "busy":
             await self._reply(message, t("busy"))
         elif admission.verdict == "limited":
             await self._reply(
                 message, t("limited", limit=t.limit(*admission.limit), wait=t.duration(admission.retry_in_s))
             )
-        elif admission.verdict == "banned" and await self.access.should_tell_banned(user_id):
+        elif admission.verdict == "banned":
             await self._reply(message, t("banned"))
         return None
 
