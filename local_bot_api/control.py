@@ -38,11 +38,16 @@ class Control:
             for key, value in {**changes, "language_code": language_code}.items():
                 if value is not None:
                     setattr(user, key, value)
-            return user
-        user = User(
-            user_id or self._take_id("user"), first_name or "User", username, last_name, language_code or "en"
-        )
-        self.users[user.id] = user
+        else:
+            user = User(
+                user_id or self._take_id("user"),
+                first_name or "User",
+                username,
+                last_name,
+                language_code or "en",
+            )
+            self.users[user.id] = user
+        self.events.notify()  # nothing for viewers, but a saved state should have it
         return user
 
     async def create_group(

@@ -14,6 +14,7 @@ class EventHub:
     def __init__(self) -> None:
         self._subscribers: set[asyncio.Queue[dict[str, Any] | None]] = set()
         self._changed = asyncio.Event()
+        self.version = 0  # counts changes, so a reader can tell whether any happened since it last looked
 
     def publish(self, event: dict[str, Any]) -> None:
         for queue in list(self._subscribers):
@@ -27,6 +28,7 @@ class EventHub:
 
     def notify(self) -> None:
         """Wakes everything waiting for a change (state changed without an event for viewers)."""
+        self.version += 1
         self._changed.set()
         self._changed = asyncio.Event()
 

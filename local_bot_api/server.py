@@ -149,14 +149,18 @@ class LocalBotAPI(Control, MediaControl, Gestures, Observe, PlaygroundControl):
             await self.restart_webhook(bot)
         if self.state is not None:
             self.state.save(self)  # the port, at once: `make demo` reads it on the next start
-            self._autosave = asyncio.create_task(self._save_while_changing())
+            self._autosave = asyncio.create_task(self._save_while_changing(self.events.version))
         return self
 
-    async def _save_while_changing(self, every: float = 1.0) -> None:
-        """Saves at most once per `every` seconds, and only after something changed."""
+    async def _save_while_changing(self, saved: int, every: float = 1.0) -> None:
+        """Saves at most once per `every` seconds, and only after something changed (`saved`: the change
+        count the last save included)."""
         while True:
-            await self.events.wait_changed(3600.0)
+            if self.events.version == saved:
+                await self.events.wait_changed(3600.0)
+                continue
             await asyncio.sleep(every)  # let a burst of edits (a streamed answer) settle into one save
+            saved = self.events.version
             try:
                 self.state.save(self)
             except OSError as error:  # a full disk must not stop the chat; the next change tries again

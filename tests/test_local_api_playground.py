@@ -3,6 +3,7 @@ the server, the page's files, and the state kept on disk across a restart (histo
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 
@@ -106,6 +107,18 @@ async def test_state_survives_a_restart(tmp_path):
         assert bob.id == ann.id + 1  # ids are not handed out twice
         assert second.bot().updates.pending_count == 0  # pending updates are not kept, as documented
         await bot.session.close()
+
+
+async def test_state_is_saved_while_the_server_runs(tmp_path):
+    """Not only at a clean stop: a killed `make demo` loses at most the last second."""
+    state = tmp_path / "state.json"
+    async with LocalBotAPI(state_path=state) as server:
+        ann = await server.create_user(first_name="Ann")
+        await server.send_text(ann.id, "saved soon")
+        await asyncio.sleep(1.5)
+        saved = json.loads(state.read_text())
+        chat = saved["bots"][server.bot().token]["chats"][0]
+        assert [m["data"]["text"] for m in chat["messages"]] == ["saved soon"]
 
 
 async def test_a_broken_state_file_is_moved_aside(tmp_path):
