@@ -174,6 +174,15 @@ def parse_job(raw: bytes | str) -> Job:
                messages=messages, params=params)
 
 
+def reply_of_raw(raw: bytes | str | None) -> str | None:
+    """Best effort for a job that fails validation: where could its error go?"""
+    try:
+        reply = json.loads(raw).get("reply")
+    except (TypeError, ValueError, AttributeError):
+        return None
+    return reply if isinstance(reply, str) and reply.startswith(f"{PREFIX}:reply:") else None
+
+
 # --- reply events: flat string fields of one stream entry -------------------------------------------------
 
 def delta_event(text: str) -> dict[str, str]:

@@ -8,7 +8,6 @@ for a bounded time and hands back what is left.
 
 from __future__ import annotations
 
-import json
 import logging
 import signal
 import sys
@@ -46,15 +45,6 @@ class Active:
     unsent: str = ""
     last_flush: float = 0.0  # the first text goes out at once: time to first token is what users feel
     first_token_at: float | None = None
-
-
-def _reply_of(raw: bytes | None) -> str | None:
-    """Best effort for jobs that fail validation: where could the error go?"""
-    try:
-        reply = json.loads(raw).get("reply")
-    except (TypeError, ValueError, AttributeError):
-        return None
-    return reply if isinstance(reply, str) and reply.startswith(f"{protocol.PREFIX}:reply:") else None
 
 
 class Worker:
@@ -178,13 +168,13 @@ class Worker:
             if d.deliveries > self.settings.worker_max_deliveries:
                 reason = f"delivered {d.deliveries} times without finishing"
                 log.warning("job entry %s dead-lettered: %s", d.entry_id, reason)
-                self.queue.dead_letter(d, _reply_of(d.raw), reason)
+                self.queue.dead_letter(d, protocol.reply_of_raw(d.raw), reason)
                 self.metrics.errors.labels("dead_letter").inc()
                 continue
             try:
                 job = protocol.parse_job(d.raw or b"")
             except protocol.ProtocolError as exc:
-                self._fail(d, _reply_of(d.raw), exc.code, exc.message)
+                self._fail(d, protocol.reply_of_raw(d.raw), exc.code, exc.message)
                 continue
             if d.deliveries > 1:
                 if self.queue.has_final(job.reply):  # answered by an earlier delivery: only the ack is left
@@ -282,13 +272,9 @@ class Worker:
         """Our lease on these ran out and another worker took them over: drop them, write nothing."""
         for entry_id in entry_ids:
             self.metrics.leases_lost.inc()
-            a = self.active.pop(entry_id, None)
-            if a is not None:
+            if self.active.pop(entry_id, None):
                 self.engine.cancel(entry_id)
-            else:
-                a = next((w for w in self.waiting if w.delivery.entry_id == entry_id), None)
-                if a is not None:
-                    self.waiting.remove(a)
+            self.waiting = deque(w for w in self.waiting if w.delivery.entry_id != entry_id)
             log.warning("job entry %s dropped: its lease ran out and another worker took it over", entry_id)
 
     def _fail(self, d: Delivery, reply: str | None, code: str, message: str) -> None:
@@ -335,11 +321,7 @@ class Worker:
             "name": self.settings.worker_name, "preset": self.model.config.preset, "batch": len(self.engine),
             "waiting": len(self.waiting), "started": self.started, "stopping": self.stopping})
         self.metrics.queue_depth.set(self.queue.queue_depth())
-        self.metrics.tokens_in_flight.set(self.engine.tokens_in_flight())
-        self.metrics.kv_slots.set(self.engine.slots())
-        self.metrics.cache.labels("hit").inc(self.cache.hits)
-        self.metrics.cache.labels("miss").inc(self.cache.misses)
-        self.cache.hits = self.cache.misses = 0
+        self.metrics.sample(self.engine, self.cache)
 
 
 def main() -> int:

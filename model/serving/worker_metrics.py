@@ -29,6 +29,14 @@ class WorkerMetrics:
         self.queue_wait = Histogram("omnifusion_queue_wait_seconds", "job queued -> taken by a worker",
                                     buckets=buckets, registry=r)
 
+    def sample(self, engine, cache) -> None:
+        """Gauges of the batch, and the feature cache's lookups since the last sample."""
+        self.tokens_in_flight.set(engine.tokens_in_flight())
+        self.kv_slots.set(engine.slots())
+        self.cache.labels("hit").inc(cache.hits)
+        self.cache.labels("miss").inc(cache.misses)
+        cache.hits = cache.misses = 0
+
     def serve(self, port: int, host: str):
         """Start /metrics on host:port; returns (server, thread) so the caller can shut it down."""
         return start_http_server(port, addr=host, registry=self.registry)
