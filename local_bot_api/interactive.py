@@ -25,6 +25,7 @@ REACTION_EMOJI = frozenset(
     "🤷‍♂ 🤷 🤷‍♀ 😡".split()
 )
 MAX_CALLBACK_ANSWER = 200  # answerCallbackQuery text, characters
+MAX_DRAFT_VERSIONS = 1000  # the texts a draft keeps for tests to look at (the oldest go first)
 
 
 # --- sendMessageDraft ---------------------------------------------------------------------------------
@@ -55,6 +56,7 @@ async def send_message_draft(api: LocalBotAPI, bot: BotAccount, p: Params) -> bo
         draft.can_stop, draft.keep_on_stop = p.bool("can_stop"), p.bool("keep_on_stop")
         draft.updated = time.monotonic()
     draft.versions.append(text)
+    del draft.versions[:-MAX_DRAFT_VERSIONS]
     chat.last_bot_activity = time.monotonic()
     api.emit(bot, "draft", chat, draft=draft.to_json())
     return True
