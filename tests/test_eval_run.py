@@ -10,7 +10,7 @@ import torch
 
 from model.checkpoint import load_model
 from model.dialog import encode_dialog
-from model.serving.engine import SamplingParams, generate
+from model.serving.engine import BatchGenerator, SamplingParams, generate
 from tests.model_helpers import drawn_image
 from training import eval as cli
 from training.evaluation.runner import Prompt, answer_all, embed, score_candidates
@@ -33,6 +33,20 @@ def test_answer_all_equals_one_batch_of_generate(model, capsys):
     assert answers == reference  # batch of 2 with rows joining as others finish == all five at once
     assert sorted(finished) == [0, 1, 2, 3, 4]
     assert "answering" in capsys.readouterr().err  # the tqdm progress bar
+
+
+def test_a_long_answer_does_not_hold_up_the_others(model, monkeypatch):
+    steps = []
+    original = BatchGenerator.step
+    monkeypatch.setattr(BatchGenerator, "step", lambda self: steps.append(len(self)) or original(self))
+    prompts = [Prompt(f"Question {i}?") for i in range(6)]
+    long_first = [SamplingParams(max_new_tokens=12, stop=())] + [SamplingParams(max_new_tokens=2, stop=())] * 5
+    answers = answer_all(model, prompts, long_first, batch_size=2, progress=False)
+    assert len(answers) == 6
+    # The five short ones pass through the second slot while the long one decodes (a short one is one token from
+    # its prefill, one from a step): 11 steps, the first 5 at full width. Refilling only once the whole batch
+    # is done would take 13 steps, the long answer holding the second slot empty for 10 of them.
+    assert steps == [2] * 5 + [1] * 6
 
 
 def full_sequence_log_likelihood(model, prompt: Prompt, candidate: str) -> float:

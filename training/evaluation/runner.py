@@ -83,28 +83,33 @@ def embed(model, prompts: Sequence[Prompt], room: int = 0) -> list[torch.Tensor]
     return out
 
 
-def answer_all(model, prompts: Sequence[Prompt], params: SamplingParams | None = None, batch_size: int = 16,
-               progress: bool = True, on_answer: Callable[[int, str], None] | None = None) -> list[str]:
+def answer_all(model, prompts: Sequence[Prompt], params: SamplingParams | Sequence[SamplingParams] | None = None,
+               batch_size: int = 16, progress: bool = True, on_answer: Callable[[int, str], None] | None = None
+               ) -> list[str]:
     """Greedy (by default) answers in input order, stripped as LLaVA's evaluation scripts strip them.
 
     Continuous batching: up to `batch_size` prompts decode together and a finished one is replaced by the
     next at once, so a long answer never holds up the rest. `on_answer(index, text)` is called as each one
-    finishes (the CLI writes predictions as they come, so an interrupted run keeps them)."""
+    finishes (the CLI writes predictions as they come, so an interrupted run keeps them). `params`: one for
+    all, or one per prompt."""
     params = params or SamplingParams(max_new_tokens=16, temperature=0.0)
+    per_prompt = list(params) if isinstance(params, Sequence) else [params] * len(prompts)
     engine = BatchGenerator(model)
     texts: dict[int, str] = {}
     answers: list[str | None] = [None] * len(prompts)
     next_prompt = 0
     with tqdm(total=len(prompts), disable=not progress, desc="answering", unit="q") as bar:
         while next_prompt < len(prompts) or len(engine):
+            events = []
             free = batch_size - len(engine)
-            if free > 0 and next_prompt < len(prompts):
+            if free > 0 and next_prompt < len(prompts):  # refill, then decode everyone: nobody waits a turn
                 chunk = range(next_prompt, min(len(prompts), next_prompt + free))
                 next_prompt = chunk.stop
-                embeds = embed(model, [prompts[i] for i in chunk], params.max_new_tokens)
-                events = engine.add([Request(str(i), e, params) for i, e in zip(chunk, embeds, strict=True)])
-            else:
-                events = engine.step()
+                room = max(per_prompt[i].max_new_tokens for i in chunk)
+                embeds = embed(model, [prompts[i] for i in chunk], room)
+                events += engine.add([Request(str(i), e, per_prompt[i]) for i, e in zip(chunk, embeds, strict=True)])
+            if len(engine):
+                events += engine.step()
             for event in events:
                 i = int(event.id)
                 if getattr(event, "error", None) is not None:  # that prompt alone failed (engine's isolation)
