@@ -34,17 +34,11 @@ class OmniFusionLMM(lmms):
         return Prompt(context[0] if isinstance(context, list) else context, visuals)
 
     def generate_until(self, requests) -> list[str]:
-        out: list[str | None] = [None] * len(requests)
-        groups: dict[tuple, list[int]] = {}  # one engine run per distinct set of generation settings
-        for i, request in enumerate(requests):
-            groups.setdefault(_settings(request.args[1]), []).append(i)
-        for (max_new_tokens, temperature, until), indices in groups.items():
-            params = SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature, stop=until or None,
-                                    seed=0)
-            prompts = [self._prompt(requests[i].args[0], *requests[i].args[2:]) for i in indices]
-            for i, text in zip(indices, answer_all(self.model, prompts, params, self.batch_size), strict=True):
-                out[i] = text
-                self.cache_hook.add_partial("generate_until", (requests[i].args[0], requests[i].args[1]), text)
+        prompts = [self._prompt(r.args[0], *r.args[2:]) for r in requests]
+        params = [_params(r.args[1]) for r in requests]
+        out = answer_all(self.model, prompts, params, self.batch_size)
+        for request, text in zip(requests, out, strict=True):
+            self.cache_hook.add_partial("generate_until", (request.args[0], request.args[1]), text)
         return out
 
     def loglikelihood(self, requests) -> list[tuple[float, bool]]:
@@ -63,8 +57,9 @@ class OmniFusionLMM(lmms):
         raise NotImplementedError("multi-round generation is not supported by the omnifusion adapter")
 
 
-def _settings(gen_kwargs: dict) -> tuple:
+def _params(gen_kwargs: dict) -> SamplingParams:
     until = gen_kwargs.get("until") or ()
     until = (until,) if isinstance(until, str) else tuple(until)
     temperature = float(gen_kwargs.get("temperature") or 0.0) if gen_kwargs.get("do_sample") else 0.0
-    return int(gen_kwargs.get("max_new_tokens") or 128), temperature, until
+    return SamplingParams(max_new_tokens=int(gen_kwargs.get("max_new_tokens") or 128), temperature=temperature,
+                          stop=until or None, seed=0)
