@@ -7,6 +7,7 @@ from aiogram.enums import ChatType
 from aiogram.filters import BaseFilter
 from aiogram.types import Message
 
+from bot.identity import sender_id
 from bot.services.access import AccessControl
 
 
@@ -38,4 +39,4 @@ class AddressedToBot(BaseFilter):
 
 class IsAdmin(BaseFilter):
     async def __call__(self, message: Message, access: AccessControl) -> bool:
-        return message.from_user is not None and access.is_admin(message.from_user.id)
+        return message.from_user is not None and access.is_admin(sender_id(message))

@@ -7,6 +7,7 @@ from aiogram.filters import Command, CommandStart
 from aiogram.types import Message
 
 from bot.i18n import Translator
+from bot.identity import sender_id, sender_name
 from bot.menus import set_admin_menu
 from bot.services.access import AccessControl
 from bot.services.dialogs import DialogStore
@@ -18,7 +19,7 @@ from bot.settings import Settings
 
 async def _cancel_inflight(message: Message, access: AccessControl, queue: JobSubmitter) -> bool:
     """Ask the worker to stop the user's answer in flight (the delivery task then shows "Stopped")."""
-    record = await access.inflight(message.from_user.id)
+    record = await access.inflight(sender_id(message))
     if record is None:
         return False
     await queue.cancel(record["job_id"])
@@ -30,15 +31,15 @@ def create_router() -> Router:
 
     @router.message(CommandStart())
     async def start(message: Message, bot: Bot, outbox: Outbox, access: AccessControl, t: Translator) -> None:
-        await outbox.reply(message, t("start", name=message.from_user.first_name))
-        if access.is_admin(message.from_user.id) and message.chat.type == "private":
-            await set_admin_menu(bot, message.from_user.id)  # the chat may not have existed at startup
+        await outbox.reply(message, t("start", name=sender_name(message)))
+        if access.is_admin(sender_id(message)) and message.chat.type == "private":
+            await set_admin_menu(bot, sender_id(message))  # the chat may not have existed at startup
 
     @router.message(Command("help"))
     async def help_(
         message: Message, outbox: Outbox, access: AccessControl, settings: Settings, t: Translator
     ) -> None:
-        (count, window), _ = await access.effective_limit(message.from_user.id)
+        (count, window), _ = await access.effective_limit(sender_id(message))
         await outbox.reply(
             message,
             t(
@@ -59,7 +60,7 @@ def create_router() -> Router:
         t: Translator,
     ) -> None:
         cancelled = await _cancel_inflight(message, access, queue)
-        await dialogs.reset(message.chat.id, message.from_user.id)
+        await dialogs.reset(message.chat.id, sender_id(message))
         await outbox.reply(message, t("new.cancelled" if cancelled else "new.done"))
 
     @router.message(Command("retry"))

@@ -9,8 +9,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiogram import BaseMiddleware
-from aiogram.types import Message, TelegramObject, User
+from aiogram.types import Message, TelegramObject
 
+from bot.identity import sender_id
 from bot.services.access import AccessControl
 from bot.services.outbox import Outbox
 
@@ -26,14 +27,12 @@ class BanMiddleware(BaseMiddleware):
         event: TelegramObject,
         data: dict[str, Any],
     ) -> Any:
-        user: User | None = data.get("event_from_user")
-        if user is None or self.access.is_admin(user.id) or not await self.access.is_banned(user.id):
+        if not isinstance(event, Message):
+            return await handler(event, data)
+        sender = sender_id(event)  # a channel posting in a group is banned by its own id
+        if self.access.is_admin(sender) or not await self.access.is_banned(sender):
             return await handler(event, data)
         data["metrics"].refusals.labels(reason="banned").inc()
-        if (
-            isinstance(event, Message)
-            and event.chat.type == "private"
-            and await self.access.should_tell_banned(user.id)
-        ):
+        if event.chat.type == "private" and await self.access.should_tell_banned(sender):
             await self.outbox.reply(event, data["t"]("banned"))
         return None

@@ -21,6 +21,7 @@ from aiogram.types import Message
 
 from bot.formatting import is_blank
 from bot.i18n import Translator
+from bot.identity import sender_id
 from bot.observability import BotMetrics, UserHasher
 from bot.services.access import AccessControl
 from bot.services.delivery import AnswerDelivery
@@ -79,7 +80,7 @@ class TurnService:
                     {"type": "image", "key": await self.pictures.fetch(first.chat.id, image)} for image in images
                 ]
             except TurnProblem as problem:
-                log.info("turn refused: %s", problem.key, extra={"user": self.hash_user(first.from_user.id)})
+                log.info("turn refused: %s", problem.key, extra={"user": self.hash_user(sender_id(first))})
                 await self._give_up(record, t(problem.key, **problem.fields))
                 return
             # a photo alone: the usual wish is a description, and follow-ups can build on it
@@ -87,7 +88,7 @@ class TurnService:
             await self._queue(record, {"role": "user", "content": parts})
 
     async def retry(self, message: Message, t: Translator) -> None:
-        question = await self.dialogs.last_question(message.chat.id, message.from_user.id)
+        question = await self.dialogs.last_question(message.chat.id, sender_id(message))
         if question is None:
             await self._reply(message, t("retry.nothing"))
             return
@@ -95,7 +96,7 @@ class TurnService:
         if record is None:
             return
         async with self._released_on_failure(record, t):
-            await self.dialogs.drop_last_exchange_if(message.chat.id, message.from_user.id, question)
+            await self.dialogs.drop_last_exchange_if(message.chat.id, sender_id(message), question)
             await self._queue(record, question)
 
     @contextlib.asynccontextmanager
@@ -151,7 +152,7 @@ class TurnService:
 
     async def _admit(self, message: Message, t: Translator) -> dict[str, Any] | None:
         """The in-flight record when the turn may go ahead; otherwise tells the user why not."""
-        user_id = message.from_user.id
+        user_id = sender_id(message)  # a channel posting in a group is a sender of its own
         thread_id = message.message_thread_id if message.is_topic_message else None
         record = {
             "job_id": uuid.uuid4().hex,
