@@ -8,18 +8,22 @@ Scenarios, one after the other, each with fresh users:
   bot-api-faults   the Bot API answers 429 (retry_after) to everything for a while, then 502
   redis-restart    Redis stopped (SIGTERM: AOF flushed) for a few seconds and started again with its data
   redis-wiped      Redis killed and started empty: queued jobs, answers in flight, dialogs are gone
+  flood            Telegram's flood limits on; people chat quietly, then again while one rate-limited user
+                   sends 200 messages. Goal: the others' median latency within 1.5x the quiet run, at most
+                   20 answers of 429 caused by the bot (bench/faults.py prints both)
 
-For each: answers delivered / turns sent, duplicates, users told clearly, lost turns, jobs hit by the fault,
-and recovery time (from the end of the fault until every turn it touched was settled). Every turn must be
-answered exactly once or its user told; nothing may crash.
+For each fault: answers delivered / turns sent, duplicates, users told clearly, lost turns, jobs hit by the
+fault, and recovery time (from the end of the fault until every turn it touched was settled). Every turn must
+be answered exactly once or its user told; nothing may crash.
 
-    python bench/faults.py [--users 20] [--only worker-kill --only redis-restart ...]
+    python bench/faults.py [--users 20] [--only worker-kill --only flood ...]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import shutil
 import sys
 import tempfile
@@ -58,6 +62,10 @@ class FaultResult:
     told_users: int
     crashed: list[str] = field(default_factory=list)
 
+    @property
+    def failed(self) -> bool:
+        return bool(_broken(self.figures) or self.crashed)
+
     def lines(self) -> list[str]:
         f = self.figures
         recovery = "never" if self.recovery_s is None else f"{self.recovery_s:.1f} s"
@@ -67,6 +75,11 @@ class FaultResult:
             f"    fault lasted {self.context.ended - self.context.started:.1f} s, hit {self.context.hit} jobs "
             f"in flight; recovered {recovery} after it ended; crashed: {', '.join(self.crashed) or 'nothing'}",
         ]
+
+
+def _broken(figures: Figures) -> int:
+    """Turns lost or answered twice, and users left 'busy': none of them may happen."""
+    return figures.lost + figures.duplicates + figures.stuck
 
 
 # --- the faults ---------------------------------------------------------------------------------------------
@@ -128,13 +141,96 @@ async def bot_api_faults(ctx: FaultContext, each_s: float = 6.0) -> None:
     ctx.ended = time.monotonic()
 
 
-# Bot API faults before the Redis ones: Redis restarts have after-effects on the bot that would blur them.
+# Bot API faults and the flood before the Redis faults: Redis restarts have after-effects that would blur them.
 SCENARIOS: dict[str, Fault] = {
     "worker-kill": kill_worker,
     "bot-api-faults": bot_api_faults,
     "redis-restart": restart_redis(keep_data=True),
     "redis-wiped": restart_redis(keep_data=False),
 }
+FLOOD = "flood"
+ORDER = ["worker-kill", "bot-api-faults", FLOOD, "redis-restart", "redis-wiped"]
+
+
+# --- the flood ----------------------------------------------------------------------------------------------
+
+FLOOD_LATENCY_GOAL = 1.5  # the others' median latency during the flood, as a multiple of the quiet run's
+FLOOD_429_GOAL = 20
+
+
+@dataclass
+class FloodResult:
+    quiet: Figures
+    figures: Figures  # the other users' turns during the flood
+    sent: int  # messages the flooder sent
+    told: int  # bot messages the flooder got (the answer to its one allowed turn, then notices)
+    refused_429: int  # answers of 429 to the bot's calls during the flooded run
+    crashed: list[str] = field(default_factory=list)
+    name: str = "flood"
+
+    @property
+    def ratio(self) -> float:
+        return self.figures.percentile(0.5) / self.quiet.percentile(0.5)
+
+    @property
+    def goal_met(self) -> bool:
+        return self.ratio <= FLOOD_LATENCY_GOAL and self.refused_429 <= FLOOD_429_GOAL
+
+    @property
+    def failed(self) -> bool:
+        return bool(_broken(self.figures) or self.crashed or not self.goal_met)
+
+    def lines(self) -> list[str]:
+        f = self.figures
+        return [
+            f"flood: others' median latency {self.quiet.percentile(0.5):.2f} s quiet, {f.percentile(0.5):.2f} s "
+            f"while one user sent {self.sent} messages (x{self.ratio:.2f}, goal <= {FLOOD_LATENCY_GOAL}); "
+            f"answers of 429: {self.refused_429} (goal <= {FLOOD_429_GOAL})",
+            f"    the flooder got {self.told} messages; others: answered {f.answered}/{f.turns} turns, "
+            f"told {f.told}, lost {f.lost}, duplicates {f.duplicates}; crashed: {', '.join(self.crashed) or 'nothing'}",
+        ]
+
+
+async def flood(stack: Stack, user_id: int, messages: int, spread_s: float) -> None:
+    """One user sends `messages` texts over `spread_s`: the first is admitted, the rest are refused (busy while
+    it is answered, then limited: the user's limit is one turn an hour)."""
+    await stack.server.create_user(user_id=user_id, first_name="Flooder", language_code="en")
+    await stack.redis.set(keys.limit(user_id), "1/3600")
+    for i in range(messages):
+        await stack.server.send_text(user_id, f"spam {i}")
+        await asyncio.sleep(spread_s / messages)
+
+
+async def run_flood(stack: Stack, users: int, first_user_id: int, chat_s: float, turn_timeout_s: float,
+                    messages: int = 200, spread_s: float = 10.0) -> FloodResult:
+    server = stack.server
+    server.set_rate_limits(enabled=True)
+    try:
+        quiet = Crowd(stack, turn_timeout_s=turn_timeout_s, first_user_id=first_user_id)
+        await quiet.run(users, ramp_s=2.0, stop_at=time.monotonic() + chat_s)
+        await quiet.settle(within_s=turn_timeout_s)
+        quiet.judge()
+        mark = len(server.call_log)
+        loud = Crowd(stack, turn_timeout_s=turn_timeout_s, first_user_id=first_user_id + users)
+        flooder = first_user_id + 2 * users
+        chatting = asyncio.create_task(loud.run(users, ramp_s=2.0, stop_at=time.monotonic() + chat_s))
+        await asyncio.sleep(min(3.0, chat_s / 4))  # everyone is mid-conversation when it starts
+        await flood(stack, flooder, messages, spread_s)
+        await chatting
+        held = await loud.settle(within_s=turn_timeout_s)
+        await asyncio.sleep(1.0)
+        loud.judge()
+        refused = sum(1 for r in itertools.islice(server.call_log, mark, None) if r.status == 429)
+    finally:
+        server.set_rate_limits(enabled=False)
+    return FloodResult(
+        Figures.of(quiet.turns, chat_s),
+        Figures.of(loud.turns, chat_s, stuck_users=len(held)),
+        sent=messages,
+        told=len(server.bot_messages(flooder)),
+        refused_429=refused,
+        crashed=stack.crashed(),
+    )
 
 
 # --- running one --------------------------------------------------------------------------------------------
@@ -169,7 +265,7 @@ async def run_scenario(ctx: FaultContext, name: str, fault: Fault, users: int, f
 
 
 async def run_all(names: list[str], users: int, scratch: Path, chat_s: float, job_timeout_s: float,
-                  max_new_tokens: int, logs: Path | None = None) -> list[FaultResult]:
+                  max_new_tokens: int, logs: Path | None = None) -> list[FaultResult | FloodResult]:
     logs = logs or scratch / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     redis_server = RedisServer(scratch / "redis", persistent=True, log_path=logs / "redis.log")
@@ -183,8 +279,12 @@ async def run_all(names: list[str], users: int, scratch: Path, chat_s: float, jo
                 ctx = FaultContext(stack, redis_server)
                 # a lost job is only given up after its deadline (+ the bot's grace): wait that long
                 timeout = job_timeout_s + 180
-                result = await run_scenario(ctx, name, SCENARIOS[name], users, 710_000_001 + 1000 * index,
-                                            chat_s, timeout)
+                first_user_id = 710_000_001 + 1000 * index
+                if name == FLOOD:
+                    result = await run_flood(stack, users, first_user_id, chat_s, timeout)
+                else:
+                    result = await run_scenario(ctx, name, SCENARIOS[name], users, first_user_id, chat_s,
+                                                timeout)
                 results.append(result)
                 print("\n".join(result.lines()), flush=True)
         return results
@@ -195,7 +295,7 @@ async def run_all(names: list[str], users: int, scratch: Path, chat_s: float, jo
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--users", type=int, default=20)
-    parser.add_argument("--only", action="append", choices=list(SCENARIOS), help="run only these (repeatable)")
+    parser.add_argument("--only", action="append", choices=ORDER, help="run only these (repeatable)")
     parser.add_argument("--chat", type=float, default=25.0, help="seconds people keep chatting per scenario")
     parser.add_argument("--job-timeout", type=float, default=60.0,
                         help="the bot's JOB_TIMEOUT_S (600 in production): how long a lost job can keep its "
@@ -203,14 +303,14 @@ def main() -> int:
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--logs", type=Path, help="folder for the processes' logs (default: a temporary one)")
     args = parser.parse_args()
-    names = args.only or list(SCENARIOS)
+    names = [name for name in ORDER if name in args.only] if args.only else ORDER
     with tempfile.TemporaryDirectory(prefix="omnifusion-faults-") as scratch:
         results = asyncio.run(run_all(names, args.users, Path(scratch), args.chat, args.job_timeout,
                                       args.max_new_tokens, args.logs))
     print()
     for result in results:
         print("\n".join(result.lines()))
-    bad = [r.name for r in results if r.figures.lost or r.figures.duplicates or r.figures.stuck or r.crashed]
+    bad = [r.name for r in results if r.failed]
     delivered = sum(r.figures.answered + r.figures.told for r in results)
     print(f"turns answered or told: {delivered}/{sum(r.figures.turns for r in results)}"
           f"{'  FAILED: ' + ', '.join(bad) if bad else ''}")

@@ -180,7 +180,7 @@ class Stack:
                 process.wait(10)
 
     # --- the bot --------------------------------------------------------------------------------------------
-    async def start_bot(self, within_s: float = 60.0) -> None:
+    async def start_bot(self, within_s: float = 180.0) -> None:  # a loaded 2-core machine: imports take long
         env = {
             "BOT_TOKEN": self.server.bot().token,
             "TELEGRAM_API_URL": self.server.base_url,

@@ -21,7 +21,16 @@ import pytest
 import pytest_asyncio
 from redis.asyncio import Redis
 
-from bench.faults import FaultContext, FaultResult, bot_api_faults, kill_worker, restart_redis, run_scenario
+from bench.faults import (
+    FLOOD_429_GOAL,
+    FaultContext,
+    FaultResult,
+    bot_api_faults,
+    kill_worker,
+    restart_redis,
+    run_flood,
+    run_scenario,
+)
 from bench.stack import RedisServer, Stack, wait_until
 from bench.users import Crowd, photo
 from model import protocol
@@ -102,6 +111,21 @@ async def test_a_photo_is_answered_when_getfile_meets_a_429(rig):
     await crowd.turn(user_id, "What is in this picture?", photo=photo(user_id))
     crowd.judge()
     assert crowd.turns[0].outcome == "answered"
+
+
+async def test_one_user_flooding_gets_a_notice_or_two_and_causes_no_429_storm(rig):
+    """While one rate-limited user sends 60 messages under Telegram's flood limits, they are told at most
+    twice (busy, limited) besides their one answer, the bot causes few 429s, and everyone else is answered.
+    (bench/faults.py --only flood measures the others' latency against a quiet run.)"""
+    stack, _ = rig
+    result = await run_flood(stack, users=3, first_user_id=721_700_001, chat_s=6.0, turn_timeout_s=20.0,
+                             messages=60, spread_s=3.0)
+    print("\n".join(result.lines()))
+    assert result.told <= 3
+    assert result.refused_429 <= FLOOD_429_GOAL
+    assert result.figures.turns >= 6 and result.figures.answered == result.figures.turns
+    assert result.figures.lost == result.figures.duplicates == result.figures.stuck == 0
+    assert result.crashed == []
 
 
 async def test_redis_restarted_with_its_data(rig):
