@@ -22,6 +22,8 @@ DOCKERFILE = ROOT / "Dockerfile"
 CONTRACT_COMMANDS = {"bot": ["python", "-m", "bot"], "worker": ["python", "-m", "model.worker"]}
 BOT_VARIABLES = {name.upper() for name in Settings.model_fields}
 WORKER_VARIABLES = {name.upper() for name in WorkerSettings.model_fields}
+COMPOSE_VARIABLES = {"REDIS_PASSWORD"}  # read by compose itself, from .env
+PASSWORD = "${REDIS_PASSWORD:?"  # interpolated, and compose refuses to start without it
 _ASSIGNMENT = re.compile(r"^\s*#?\s*([A-Z][A-Z0-9_]*)=", re.MULTILINE)
 
 
@@ -72,7 +74,7 @@ def test_every_variable_is_a_real_setting_and_documented(compose):
         unknown = set(env) - settings
         assert not unknown, f"{service} sets variables it does not read: {sorted(unknown)}"
         named |= set(env)
-    assert named <= BOT_VARIABLES | WORKER_VARIABLES
+    assert named <= BOT_VARIABLES | WORKER_VARIABLES | COMPOSE_VARIABLES
     missing = named - documented
     assert not missing, f"not listed in {where}: {sorted(missing)}"
 
@@ -95,9 +97,26 @@ def test_ports_match_the_settings(compose):
     assert worker_env["WORKER_METRICS_PORT"] in compose["services"]["worker"]["expose"]
     assert bot_env["METRICS_PORT"] in bot["expose"]
     assert any(p.endswith(f":{bot_env['WEBHOOK_PORT']}") for p in bot["ports"])
-    assert worker_env["REDIS_URL"] == bot_env["REDIS_URL"] == "redis://redis:6379/0"
+    assert bot_env["METRICS_HOST"] == bot_env["WEBHOOK_HOST"] == "0.0.0.0"  # 127.0.0.1 by default: unreachable
+    assert all(p.startswith("127.0.0.1:") for p in bot["ports"])  # published on this host only, for the proxy
     redis_command = " ".join(compose["services"]["redis"]["command"])
     assert "--appendonly yes" in redis_command and "noeviction" in redis_command
+
+
+def test_redis_needs_a_password_and_every_client_has_it(compose):
+    """Whoever reaches Redis reads every dialog and picture and can queue jobs: compose sets requirepass, and
+    every REDIS_URL (and the healthcheck's redis-cli) carries the same password."""
+    services = compose["services"]
+    redis = services["redis"]
+    command = redis["command"]
+    assert command[command.index("--requirepass") + 1].startswith(PASSWORD)
+    assert environment_of(redis)["REDISCLI_AUTH"].startswith(PASSWORD)  # redis-cli ping authenticates
+    assert "ping" in redis["healthcheck"]["test"]
+    urls = {name: environment_of(s)["REDIS_URL"] for name, s in services.items() if "REDIS_URL" in environment_of(s)}
+    assert set(urls) == {"bot", "worker"}
+    for name, url in urls.items():
+        assert url.startswith("redis://:" + PASSWORD) and url.endswith("@redis:6379/0"), name
+    assert "REDIS_PASSWORD" in documented_variables()[0]
 
 
 def test_dockerfile_installs_the_project_and_runs_the_bot():

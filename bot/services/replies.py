@@ -126,7 +126,8 @@ class ReplyReader:
             try:
                 event = protocol.decode_event(fields)
             except Exception as exc:  # whatever a worker (or anyone with Redis access) wrote, it is one answer's
-                self._fail(subscription, f"entry {subscription.after} does not decode: {exc!r}")
+                # str(), not repr(): a UnicodeDecodeError's repr quotes the bytes, i.e. the answer's text
+                self._fail(subscription, f"entry {subscription.after} does not decode: {type(exc).__name__}: {exc}")
                 return
             subscription.events.put_nowait((subscription.after, event))
 
