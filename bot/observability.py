@@ -147,6 +147,7 @@ def setup_logging(level: str, fmt: str, token: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    logging.captureWarnings(True)  # library warnings go through the same scrubbing (and stay one JSON per line)
 
 
 def elapsed_ms(start: float) -> int:

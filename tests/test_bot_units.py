@@ -137,6 +137,14 @@ def test_logs_never_show_the_token(caplog):
     assert json.loads(line)["level"] == "ERROR"
 
 
+def test_the_token_is_scrubbed_however_it_is_quoted():
+    quoted = TOKEN.replace(":", "%3A")  # a proxy's error page echoing the request path, percent-encoded
+    other = "987654321:AAAbbbCCCdddEEEfffGGGhhhIIIjjjKKKlll"  # another bot's token, or ours before settings
+    record = logging.LogRecord("x", logging.ERROR, __file__, 1, "upstream said %s and %s", (quoted, other), None)
+    RedactSecrets(TOKEN).filter(record)
+    assert record.getMessage() == "upstream said 123456%3A<secret> and <secret>"  # the bot id is public
+
+
 def test_ids_in_library_log_lines_are_hashed():
     hasher = UserHasher(TOKEN)
     record = logging.LogRecord(
