@@ -165,6 +165,8 @@ class FloodResult:
     sent: int  # messages the flooder sent
     told: int  # bot messages the flooder got (the answer to its one allowed turn, then notices)
     refused_429: int  # answers of 429 to the bot's calls during the flooded run
+    refused_429_flooder: int  # of which in the flooder's chat
+    refused_429_quiet: int  # the same during the quiet run, for comparison
     crashed: list[str] = field(default_factory=list)
     name: str = "flood"
 
@@ -185,10 +187,16 @@ class FloodResult:
         return [
             f"flood: others' median latency {self.quiet.percentile(0.5):.2f} s quiet, {f.percentile(0.5):.2f} s "
             f"while one user sent {self.sent} messages (x{self.ratio:.2f}, goal <= {FLOOD_LATENCY_GOAL}); "
-            f"answers of 429: {self.refused_429} (goal <= {FLOOD_429_GOAL})",
+            f"answers of 429: {self.refused_429} (goal <= {FLOOD_429_GOAL}; {self.refused_429_flooder} of them in "
+            f"the flooder's chat; {self.refused_429_quiet} in the quiet run)",
             f"    the flooder got {self.told} messages; others: answered {f.answered}/{f.turns} turns, "
             f"told {f.told}, lost {f.lost}, duplicates {f.duplicates}; crashed: {', '.join(self.crashed) or 'nothing'}",
         ]
+
+
+def _refused(server, mark: int) -> list:
+    """The calls answered 429 since call number `mark`."""
+    return [r for r in itertools.islice(server.call_log, mark, None) if r.status == 429]
 
 
 async def flood(stack: Stack, user_id: int, messages: int, spread_s: float) -> None:
@@ -206,10 +214,12 @@ async def run_flood(stack: Stack, users: int, first_user_id: int, chat_s: float,
     server = stack.server
     server.set_rate_limits(enabled=True)
     try:
+        quiet_mark = len(server.call_log)
         quiet = Crowd(stack, turn_timeout_s=turn_timeout_s, first_user_id=first_user_id)
         await quiet.run(users, ramp_s=2.0, stop_at=time.monotonic() + chat_s)
         await quiet.settle(within_s=turn_timeout_s)
         quiet.judge()
+        refused_quiet = _refused(server, quiet_mark)
         mark = len(server.call_log)
         loud = Crowd(stack, turn_timeout_s=turn_timeout_s, first_user_id=first_user_id + users)
         flooder = first_user_id + 2 * users
@@ -220,7 +230,7 @@ async def run_flood(stack: Stack, users: int, first_user_id: int, chat_s: float,
         held = await loud.settle(within_s=turn_timeout_s)
         await asyncio.sleep(1.0)
         loud.judge()
-        refused = sum(1 for r in itertools.islice(server.call_log, mark, None) if r.status == 429)
+        refused = _refused(server, mark)
     finally:
         server.set_rate_limits(enabled=False)
     return FloodResult(
@@ -228,7 +238,9 @@ async def run_flood(stack: Stack, users: int, first_user_id: int, chat_s: float,
         Figures.of(loud.turns, chat_s, stuck_users=len(held)),
         sent=messages,
         told=len(server.bot_messages(flooder)),
-        refused_429=refused,
+        refused_429=len(refused),
+        refused_429_flooder=sum(1 for r in refused if r.chat_id == flooder),
+        refused_429_quiet=len(refused_quiet),
         crashed=stack.crashed(),
     )
 
