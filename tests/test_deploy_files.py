@@ -97,7 +97,8 @@ def test_ports_match_the_settings(compose):
     assert worker_env["WORKER_METRICS_PORT"] in compose["services"]["worker"]["expose"]
     assert bot_env["METRICS_PORT"] in bot["expose"]
     assert any(p.endswith(f":{bot_env['WEBHOOK_PORT']}") for p in bot["ports"])
-    assert bot_env["METRICS_HOST"] == bot_env["WEBHOOK_HOST"] == "0.0.0.0"  # 127.0.0.1 by default: unreachable
+    # 127.0.0.1 by default, unreachable from another container: inside compose's network, every address
+    assert bot_env["METRICS_HOST"] == bot_env["WEBHOOK_HOST"] == worker_env["WORKER_METRICS_HOST"] == "0.0.0.0"
     assert all(p.startswith("127.0.0.1:") for p in bot["ports"])  # published on this host only, for the proxy
     redis_command = " ".join(compose["services"]["redis"]["command"])
     assert "--appendonly yes" in redis_command and "noeviction" in redis_command
