@@ -5,6 +5,7 @@ Everything has a default except BOT_TOKEN, so `python -m bot` with just a token 
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
@@ -77,7 +78,7 @@ class Settings(BaseSettings):
     def _split_ids(cls, value: object) -> object:
         if isinstance(value, str):
             parts = [part.strip() for part in value.replace(";", ",").split(",") if part.strip()]
-            if not all(part.lstrip("-").isdigit() for part in parts):
+            if not all(re.fullmatch(r"-?\d{1,19}", part) for part in parts):
                 raise ValueError("ADMIN_IDS is a comma-separated list of numeric Telegram user ids")
             return frozenset(int(part) for part in parts)
         if isinstance(value, int):
