@@ -7,19 +7,24 @@ import tempfile
 from pathlib import Path
 
 import torch
-from transformers import MistralConfig, MistralForCausalLM
+from transformers import MistralConfig, MistralForCausalLM, PreTrainedTokenizerBase
 
 from model.config import OmniFusionConfig, preset_config
 from model.omnifusion import OmniFusion
 from model.tokenizer import build_tiny_tokenizer
 from model.weights import load_llm, place, resolve_device, resolve_dtype
 
+# Presets whose weights ship with the code (trained by `make demo-model`, docs/demo-model.md).
+PACKAGED = {"demo": Path(__file__).resolve().parent / "checkpoints" / "demo"}
 
-def build_in_memory(cfg: OmniFusionConfig, device="auto", dtype=None, load_in_8bit: bool = False) -> OmniFusion:
-    """Random weights from `cfg.seed` (tiny and bench presets), without touching the global RNG."""
+
+def build_in_memory(cfg: OmniFusionConfig, device="auto", dtype=None, load_in_8bit: bool = False,
+                    tokenizer: PreTrainedTokenizerBase | None = None) -> OmniFusion:
+    """Random weights from `cfg.seed` (tiny and bench presets, or the start of a training recipe with its own
+    `tokenizer`), without touching the global RNG."""
     device = resolve_device(device)
     dtype = resolve_dtype(device, dtype)
-    tokenizer = build_tiny_tokenizer(cfg.llm_vocab_size)
+    tokenizer = tokenizer or build_tiny_tokenizer(cfg.llm_vocab_size)
     cfg = cfg.replace(llm_vocab_size=len(tokenizer))  # the trained BPE may have fewer entries than asked
     llm_cfg = MistralConfig(
         vocab_size=cfg.llm_vocab_size, hidden_size=cfg.llm_hidden_size, intermediate_size=cfg.llm_intermediate_size,
@@ -43,10 +48,16 @@ def build_in_memory(cfg: OmniFusionConfig, device="auto", dtype=None, load_in_8b
 
 def load_model(preset: str = "tiny", path: str | Path | None = None, load_in_8bit: bool = False,
                device="auto", dtype=None) -> OmniFusion:
-    """What the worker and the CLI call: a checkpoint folder if given, else an in-memory preset."""
+    """What the worker and the CLI call: a checkpoint folder if given, else the preset (weights shipped with
+    the code, or random ones built in memory)."""
     if path:
         return OmniFusion.from_pretrained(path, device=device, dtype=dtype, load_in_8bit=load_in_8bit)
     cfg = preset_config(preset)
+    if preset in PACKAGED:
+        if not (PACKAGED[preset] / "config.json").is_file():
+            raise FileNotFoundError(f"the {preset} model is missing from {PACKAGED[preset]}: `make demo-model` "
+                                    "trains it again (about 15 minutes on a CPU)")
+        return OmniFusion.from_pretrained(PACKAGED[preset], device=device, dtype=dtype, load_in_8bit=load_in_8bit)
     if not cfg.llm_build_in_memory:
         raise ValueError(f"preset {preset!r} needs real weights: set MODEL_PATH to a converted checkpoint folder")
     return build_in_memory(cfg, device=device, dtype=dtype, load_in_8bit=load_in_8bit)

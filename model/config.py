@@ -108,6 +108,13 @@ PRESETS: dict[str, OmniFusionConfig] = {
         vision_width=256, vision_layers=4, vision_heads=4, vision_quick_gelu=False,
         adapter_heads=4, adapter_ff=512, llm_build_in_memory=True, llm_hidden_size=512, llm_layers=8,
         llm_heads=8, llm_kv_heads=4, llm_intermediate_size=1536, llm_vocab_size=2048, llm_max_context=2048),
+    # A small OmniFusion trained by this project's own recipe on its picture world (docs/demo-model.md): it knows
+    # coloured shapes, in English and Russian. Weights ship with the code (model/checkpoints/demo/).
+    "demo": OmniFusionConfig(
+        preset="demo", vision_model="omnifusion-demo-vit", vision_image_size=96, vision_patch_size=16,
+        vision_width=128, vision_layers=4, vision_heads=4, vision_quick_gelu=False,
+        adapter_heads=4, adapter_ff=256, llm_hidden_size=256, llm_layers=4, llm_heads=4, llm_kv_heads=2,
+        llm_intermediate_size=640, llm_vocab_size=1024, llm_max_context=1024, prompt_append_eos=True),
     # The released OmniFusion-1.1 (Mistral-7B + CLIP ViT-L/14-336); weights from a local folder.
     "omnifusion-1.1": OmniFusionConfig(preset="omnifusion-1.1"),
 }

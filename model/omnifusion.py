@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 from PIL import Image
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
@@ -14,7 +14,6 @@ from model import weights
 from model.adapter import Adapter
 from model.config import OmniFusionConfig
 from model.dialog import IGNORE, SPECIALS, EncodedDialog
-from model.tokenizer import load_tokenizer
 from model.vision import VisionEncoder
 
 
@@ -133,13 +132,13 @@ class OmniFusion(nn.Module):
             hint = " (a released OmniFusion folder? convert it with `python -m model.convert SRC DST`)" \
                 if (folder / "projection.pt").exists() else ""
             raise FileNotFoundError(f"{folder} has no {weights.CONFIG_FILE}{hint}")
-        cfg = OmniFusionConfig.load(folder / weights.CONFIG_FILE)
+        cfg = weights.read_config(folder / weights.CONFIG_FILE)
         device = weights.resolve_device(device)
         dtype = weights.resolve_dtype(device, dtype)
         llm_folder = folder / cfg.llm_subfolder
         llm = weights.load_llm(llm_folder, device, dtype, load_in_8bit, device_map)
-        model = cls(cfg, llm, load_tokenizer(llm_folder))
+        model = cls(cfg, llm, weights.read_tokenizer(llm_folder))
         adapter_file, vision_file = folder / weights.ADAPTER_FILE, folder / weights.VISION_FILE
-        weights.load_adapter_state(model, load_file(str(adapter_file)), str(adapter_file))
-        weights.load_state_checked(model.vision.tower, load_file(str(vision_file)), str(vision_file))
+        weights.load_adapter_state(model, weights.read_safetensors(adapter_file), str(adapter_file))
+        weights.load_state_checked(model.vision.tower, weights.read_safetensors(vision_file), str(vision_file))
         return weights.place(model, device, dtype)

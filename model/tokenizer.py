@@ -25,8 +25,9 @@ Can you read the text on the sign? The sign says "Open from 9 to 18". Thank you!
 """
 
 
-def build_tiny_tokenizer(vocab_size: int) -> PreTrainedTokenizerFast:
-    """Byte-level BPE trained on a built-in corpus: deterministic, no downloads, covers every byte."""
+def train_bpe_tokenizer(lines, vocab_size: int) -> PreTrainedTokenizerFast:
+    """Byte-level BPE trained on `lines`: deterministic, no downloads, and it still encodes every byte of any
+    text (a word it never saw just takes more tokens)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
     tok = Tokenizer(models.BPE())
@@ -35,8 +36,13 @@ def build_tiny_tokenizer(vocab_size: int) -> PreTrainedTokenizerFast:
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS.values()),
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-    tok.train_from_iterator(_TINY_CORPUS.splitlines() * 4, trainer)
+    tok.train_from_iterator(lines, trainer)
     return PreTrainedTokenizerFast(tokenizer_object=tok, **SPECIAL_TOKENS)
+
+
+def build_tiny_tokenizer(vocab_size: int) -> PreTrainedTokenizerFast:
+    """The in-memory presets' tokenizer: BPE over a built-in corpus."""
+    return train_bpe_tokenizer(_TINY_CORPUS.splitlines() * 4, vocab_size)
 
 
 class SentencePieceTokenizer(SentencePieceBackend):

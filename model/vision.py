@@ -25,6 +25,17 @@ _MEAN = np.array(OPENAI_DATASET_MEAN, dtype=np.float32)
 _STD = np.array(OPENAI_DATASET_STD, dtype=np.float32)
 
 
+def clip_geometry(width: int, height: int, image_size: int) -> tuple[tuple[int, int], tuple[int, int, int, int]]:
+    """Where clip_pixels puts a width x height picture: (resized size, crop box). Also what the vision stage's
+    instance masks go through (training/vision_stage.py), so a label lands on the pixel it describes."""
+    if width <= height:
+        size = (image_size, int(image_size * height / width))
+    else:
+        size = (int(image_size * width / height), image_size)
+    left, top = (size[0] - image_size) // 2, (size[1] - image_size) // 2
+    return size, (left, top, left + image_size, top + image_size)
+
+
 def clip_pixels(image: Image.Image, image_size: int, max_aspect: float = 2.0) -> torch.Tensor:  # [3, S, S]
     """The pixels transformers' CLIPImageProcessor gave the release (transformers 4.36, its PIL path; in 5.x
     that path is `CLIPImageProcessorPil`), bit for bit: bicubic resize of the short side to `image_size` (long
@@ -36,14 +47,8 @@ def clip_pixels(image: Image.Image, image_size: int, max_aspect: float = 2.0) ->
     `max_aspect` are padded to a square first (prepare_for_clip), our one departure from the release.
     """
     image = prepare_for_clip(image, image_size, max_aspect)
-    width, height = image.size
-    if width <= height:
-        size = (image_size, int(image_size * height / width))
-    else:
-        size = (int(image_size * width / height), image_size)
-    image = image.resize(size, Image.Resampling.BICUBIC)
-    left, top = (size[0] - image_size) // 2, (size[1] - image_size) // 2
-    image = image.crop((left, top, left + image_size, top + image_size))
+    size, box = clip_geometry(*image.size, image_size)
+    image = image.resize(size, Image.Resampling.BICUBIC).crop(box)
     pixels = (np.asarray(image, dtype=np.float64) * (1 / 255)).astype(np.float32)  # [S, S, 3]
     return torch.from_numpy(((pixels - _MEAN) / _STD).transpose(2, 0, 1).copy())
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file
 from torch import nn
 from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
@@ -79,10 +80,56 @@ def place(model, device: torch.device, dtype: torch.dtype) :
     return model.eval()
 
 
+class DamagedCheckpoint(ValueError):
+    """A checkpoint file that exists but cannot be read (cut short by a failed copy, overwritten, not ours)."""
+
+    def __init__(self, path: Path, exc: Exception):
+        super().__init__(f"{path}: damaged or not a checkpoint file ({type(exc).__name__}: {exc}); "
+                         "copy or train the checkpoint again")
+        self.path = path
+
+
+def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        return load_file(str(path))
+    except FileNotFoundError:
+        raise
+    except Exception as exc:  # safetensors raises its own SafetensorError, and OSError for short reads
+        raise DamagedCheckpoint(path, exc) from exc
+
+
+def read_tokenizer(folder: Path):
+    from model.tokenizer import load_tokenizer
+
+    try:
+        return load_tokenizer(folder)
+    except FileNotFoundError:
+        raise
+    except Exception as exc:  # a truncated tokenizer.json is a UnicodeDecodeError or a JSON error deep inside
+        files = ", ".join(sorted(p.name for p in Path(folder).glob("tokenizer*"))) or "the tokenizer"
+        raise DamagedCheckpoint(Path(folder) / files, exc) from exc
+
+
+def read_config(path: Path):
+    from model.config import OmniFusionConfig
+
+    try:
+        return OmniFusionConfig.load(path)
+    except (ValueError, TypeError, UnicodeDecodeError) as exc:  # broken JSON, or keys of another program
+        raise DamagedCheckpoint(path, exc) from exc
+
+
 def load_llm(folder: Path, device: torch.device, dtype: torch.dtype, load_in_8bit: bool, device_map=None):
     kwargs: dict = {"dtype": dtype}
     if load_in_8bit:
         # lm_head stays out of int8: logits are sensitive, and `llm_int8_skip_modules` replaces the default list.
         kwargs["quantization_config"] = BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=["lm_head"])
     kwargs["device_map"] = device_map or {"": str(device) if device.type != "cuda" else device.index or 0}
-    return AutoModelForCausalLM.from_pretrained(str(folder), **kwargs)
+    try:
+        return AutoModelForCausalLM.from_pretrained(str(folder), **kwargs)
+    except Exception as exc:  # transformers and safetensors raise OSError, ValueError or SafetensorError
+        if not (Path(folder) / "config.json").is_file():
+            raise FileNotFoundError(f"{folder} holds no LLM (no config.json)") from exc
+        # transformers says what failed but often not in which file: name the folder's weight files
+        files = ", ".join(sorted(p.name for p in Path(folder).glob("*.safetensors"))) or "its weight files"
+        raise DamagedCheckpoint(Path(folder) / files, exc) from exc

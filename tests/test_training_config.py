@@ -57,7 +57,7 @@ def test_all_problems_reported_at_once(data_file, tmp_path):
                     "--init_from", str(tmp_path / "nowhere")])
     text = str(err.value)
     for expected in ("unknown key 'lrr' (did you mean 'lr'?)", "optimizer: must be one of adamw, adafactor",
-                     "stage: must be one of 1, 2", "lr: must be a number", "warmup_ratio: must be in [0, 1)",
+                     "stage: must be one of vision, text, 1, 2", "lr: must be a number", "warmup_ratio: must be in [0, 1)",
                      "epochs: must be >= 1", "gradient_checkpointing: must be true or false",
                      "unknown option --no_such_option", "batch_size 10 must be a multiple of micro_batch_size 4",
                      "init_from:"):

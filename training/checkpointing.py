@@ -48,10 +48,13 @@ def set_rng_state(state: dict) -> None:
 
 
 def _save_model(accelerator, wrapped, folder: Path) -> None:
-    model = accelerator.unwrap_model(wrapped).model
+    trainee = accelerator.unwrap_model(wrapped)
+    model = trainee.model
     if accelerator.distributed_type not in SHARDED:
         if accelerator.is_main_process:
             model.save_pretrained(folder)
+            if hasattr(trainee, "heads"):  # the vision stage's heads: not part of the model, kept to resume
+                trainee.heads.save(folder)
         return
     # Sharded weights: gather a full state dict (a collective: every process takes part), then process 0
     # writes the same files as save_pretrained. UNTESTED here (no multi-GPU machine); see docs/training.md.

@@ -35,8 +35,10 @@ class ConfigError(ValueError):
 @dataclass
 class TrainConfig:
     # --- what to train -------------------------------------------------------------------------------------
-    stage: Literal[1, 2] = 1
-    """1: adapter + SOI/EOI/USER/BOT only (LLM and CLIP frozen); 2: the LLM as well (CLIP stays frozen)."""
+    stage: Literal["vision", "text", 1, 2] = 1
+    """1: adapter + SOI/EOI/USER/BOT only (LLM and CLIP frozen); 2: the LLM as well (CLIP stays frozen).
+    Pretraining for a model built from scratch (the demo recipe): `vision` trains the vision tower on instance
+    masks (training/vision_stage.py), `text` trains the LLM alone on plain text ({"text": ...} records)."""
     init_from: str | None = None
     """Checkpoint folder to start from (ours; convert the release with `python -m model.convert`). Stage 2:
     stage 1's output_dir. Empty: a random in-memory `preset` (tests, smoke runs)."""
@@ -69,6 +71,9 @@ class TrainConfig:
     later runs with the same vision encoder. Training then never runs CLIP."""
     cache_batch_size: int = 16
     """Images per CLIP forward while filling the feature cache."""
+    group_by_length: bool = True
+    """Cut each optimizer step into micro-batches of similar length (less padding; the step's samples and its
+    token-weighted loss stay the same)."""
     num_workers: int = 2
     """DataLoader worker processes (image decoding, tokenization); 0 = in the training process."""
 
@@ -205,6 +210,8 @@ def _check_values(c: TrainConfig) -> list[str]:
         p.append(f"image_root: no such folder {c.image_root}")
     if c.init_from and not (Path(c.init_from) / "config.json").is_file():
         p.append(f"init_from: {c.init_from} is not a checkpoint folder (no config.json)")
+    if c.feature_cache and c.stage in ("vision", "text"):
+        p.append(f"feature_cache: the {c.stage} stage has no frozen vision features to cache; leave it empty")
     if c.stage == 2 and not c.init_from:
         p.append("init_from: stage 2 starts from a trained checkpoint (stage 1's output_dir)")
     if not c.init_from and c.preset not in ("tiny", "bench"):

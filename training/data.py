@@ -1,8 +1,9 @@
 """Training data as people have it -> the protocol's messages -> encoded dialogs with images, ready to batch.
 
-Two record kinds, mixed freely in one file (a JSON list, or JSONL with one record per line):
+Three record kinds, mixed freely in one file (a JSON list, or JSONL with one record per line):
     caption:  {"image": "rel/path.jpg", "caption": "..."}                         (stage 1)
     LLaVA:    {"id", "image"?, "conversations": [{"from": "human", "value": "<image>\\n..."}, ...]}
+    text:     {"text": "..."}: plain text, every token trained, no prompt (the text stage)
 
 Nothing about bad records is fatal (only a file that is not JSON or UTF-8 at all is). What can be checked up
 front (JSON, structure, image paths inside the image root, image files present) is counted while reading; what
@@ -131,6 +132,16 @@ def caption_sample(record: dict, caption_prompt: str) -> Sample | str:
                    {"role": "assistant", "content": [_part_text(caption.strip())]}], [image])
 
 
+def text_sample(record: dict) -> Sample | str:
+    """Plain text as a dialog of one assistant message under an empty system prompt: encode_dialog then trains
+    every token of it (and the EOS after it), with neither the prompt text nor USER/BOT around it."""
+    text = record.get("text")
+    if not isinstance(text, str) or not text.strip():
+        return "bad_record"
+    return Sample([{"role": "system", "content": [_part_text("")]},
+                   {"role": "assistant", "content": [_part_text(text.strip())]}], [])
+
+
 def _turns(record: dict) -> list | str:
     """The record's turns, or why there are none. Some exporters store the list as a JSON string."""
     turns = record.get("conversations")
@@ -210,6 +221,8 @@ def load_samples(path: str | Path, image_root: str | Path | None, caption_prompt
             sample = llava_sample(record)
         elif "caption" in record:
             sample = caption_sample(record, caption_prompt)
+        elif "text" in record:
+            sample = text_sample(record)
         else:
             sample = "bad_record"
         if isinstance(sample, Sample):
@@ -263,6 +276,13 @@ class DialogDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.samples)
+
+    def approximate_lengths(self) -> list[int]:
+        """Sequence length of each sample, roughly (a token per 3 characters), without tokenizing: what the
+        sampler groups micro-batches by."""
+        return [len(s.images) * self.cfg.vision_num_patches
+                + sum(len(p["text"]) for m in s.messages for p in m["content"] if p["type"] == "text") // 3
+                for s in self.samples]
 
     def __getitem__(self, i: int) -> dict | str:
         try:

@@ -12,11 +12,12 @@ from transformers.optimization import Adafactor
 from training.config import TrainConfig
 
 
-def param_groups(model, parts: list[str], cfg: TrainConfig) -> list[dict]:
+def param_groups(modules: dict, cfg: TrainConfig) -> list[dict]:
+    """{name: module} -> AdamW groups; the LLM at llm_lr, everything else at lr."""
     groups = []
-    for part in parts:
+    for part, module in modules.items():
         lr = cfg.llm_lr if part == "llm" else cfg.lr
-        params = [p for p in getattr(model, part).parameters() if p.requires_grad]
+        params = [p for p in module.parameters() if p.requires_grad]
         groups.append({"name": part, "lr": lr, "weight_decay": cfg.weight_decay,
                        "params": [p for p in params if p.ndim >= 2]})
         groups.append({"name": f"{part}_no_decay", "lr": lr, "weight_decay": 0.0,
@@ -24,8 +25,10 @@ def param_groups(model, parts: list[str], cfg: TrainConfig) -> list[dict]:
     return [g for g in groups if g["params"]]
 
 
-def build_optimizer(model, parts: list[str], cfg: TrainConfig) -> torch.optim.Optimizer:
-    groups = param_groups(model, parts, cfg)
+def build_optimizer(model, parts: list[str], cfg: TrainConfig, extra: dict | None = None) -> torch.optim.Optimizer:
+    """The optimizer of the model's trained `parts`, plus `extra` modules trained alongside (the vision
+    stage's heads)."""
+    groups = param_groups({part: getattr(model, part) for part in parts} | (extra or {}), cfg)
     if cfg.optimizer == "adamw":
         return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2))
     # The release's setting: a fixed, external learning rate (no relative steps or parameter scaling), so the

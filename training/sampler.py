@@ -13,12 +13,17 @@ class StepBatches(Sampler[list[int]]):
     Each optimizer step takes the next `micro * accumulation * world` indices of the epoch's permutation; this
     process gets its contiguous share, cut into `accumulation` micro-batches. The tail that does not fill a
     whole step is left out, so every step has the same number of samples. `start_step` skips steps already done.
+
+    With `lengths`, the share is sorted by length before it is cut, so a micro-batch pads its rows to a similar
+    length (a one-picture question is not padded to a two-picture dialog). The step holds the same samples
+    either way and its loss is a mean over all their answer tokens, so only the rounding changes.
     """
 
     def __init__(self, num_samples: int, micro: int, accumulation: int, world: int, rank: int, seed: int,
-                 epoch: int, start_step: int = 0):
+                 epoch: int, start_step: int = 0, lengths: list[int] | None = None):
         self.n, self.micro, self.accumulation = num_samples, micro, accumulation
         self.world, self.rank, self.seed, self.epoch, self.start_step = world, rank, seed, epoch, start_step
+        self.lengths = lengths
 
     @property
     def samples_per_step(self) -> int:
@@ -38,5 +43,7 @@ class StepBatches(Sampler[list[int]]):
         for step in range(self.start_step, self.steps_per_epoch):
             first = step * self.samples_per_step + self.rank * share
             mine = order[first:first + share]
+            if self.lengths is not None:
+                mine = sorted(mine, key=lambda i: self.lengths[i])
             for k in range(self.accumulation):
                 yield mine[k * self.micro:(k + 1) * self.micro]

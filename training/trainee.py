@@ -15,16 +15,17 @@ from model.dialog import IGNORE
 from model.omnifusion import OmniFusion
 from training.data import MicroBatch
 
-TRAINED_PARTS = {1: ("adapter", "special"), 2: ("adapter", "special", "llm")}
+TRAINED_PARTS = {1: ("adapter", "special"), 2: ("adapter", "special", "llm"), "vision": ("vision",),
+                 "text": ("llm",)}
 
 
 def freeze_for_stage(model: OmniFusion, stage: int, gradient_checkpointing: bool) -> list[str]:
-    """Make exactly this stage's parts trainable; -> their names. CLIP is never trained."""
+    """Make exactly this stage's parts trainable; -> their names. CLIP is trained only by the vision stage."""
     model.requires_grad_(False)
     for part in TRAINED_PARTS[stage]:
         getattr(model, part).requires_grad_(True)
     model.train()
-    model.vision.eval()
+    model.vision.train(stage == "vision")
     if gradient_checkpointing:
         # Non-reentrant: also works in stage 1, where the LLM's weights are frozen and gradients only flow
         # through it to the spliced adapter outputs. HF checkpoints only in train mode, hence llm.train() below.
@@ -35,7 +36,7 @@ def freeze_for_stage(model: OmniFusion, stage: int, gradient_checkpointing: bool
             model.llm.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
     # A frozen LLM still runs in train mode when checkpointing: Mistral has no dropout (attention_dropout 0),
     # so this changes nothing but enabling the recomputation.
-    model.llm.train(stage == 2 or gradient_checkpointing)
+    model.llm.train(stage in (2, "text") or gradient_checkpointing)
     return list(TRAINED_PARTS[stage])
 
 

@@ -123,3 +123,19 @@ register(Task("visdial", "rank",
               value=visdial.prediction_ranks, suffix="",
               about="VisDial v1.0 val: --annotations visdial_1.0_val.json --dense-annotations "
                     "visdial_1.0_val_dense_annotations.json, images VisualDialog_val2018_*.jpg"))
+
+
+def _demo() -> Task:
+    from training.demo_world import eval_task
+
+    return Task("demo", "generate", eval_task.load, eval_task.score, key=lambda questions: question_id_key_demo,
+                max_new_tokens=48, suffix="",
+                about="the project's picture world (docs/demo-model.md): --questions runs/demo/world/eval.jsonl "
+                      "[--annotations runs/demo/world/eval_other.jsonl]; per-skill accuracy")
+
+
+def question_id_key_demo(record: dict, where: str) -> str:
+    return str(need(record, {"id": str}, where)["id"])
+
+
+register(_demo())

@@ -1,0 +1,155 @@
+"""The demo world: what it draws, what it says about it in both languages, and how answers are read back."""
+
+import json
+import random
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from training.demo_world import language as L
+from training.demo_world import scoring
+from training.demo_world.build import WorldSizes, build
+from training.demo_world.other_programs import draw
+from training.demo_world.scenes import COLOURS, SHAPES, Scene, Shape, random_scene, render
+from training.demo_world.tasks import SKILLS, groups, sample_task
+
+
+def test_russian_agreement_after_numbers():
+    assert L.ru_group("circle", "red", 1) == "красный круг"
+    assert L.ru_group("circle", "red", 2) == "два красных круга"
+    assert L.ru_group("square", "blue", 5) == "пять синих квадратов"
+    assert L.ru_group(None, "red", 1, with_one=True) == "одна красная фигура"
+    assert L.ru_group(None, "green", 3) == "три зелёные фигуры"
+    assert L.ru_group(None, "yellow", 5) == "пять жёлтых фигур"
+    assert L.count_answer(0, "ru", shape="triangle") == "Треугольников нет."
+    assert L.count_answer(0, "ru", colour="orange") == "Оранжевых фигур нет."
+    assert L.count_answer(4, "ru") == "Четыре фигуры."
+
+
+def test_english_articles_and_plurals():
+    assert L.describe([("circle", "orange", 1), ("square", "blue", 2)], "en") == "An orange circle and two blue squares."
+    assert L.count_answer(1, "en", colour="red") == "There is one red shape."
+    assert L.count_answer(0, "en", shape="circle") == "There are no circles."
+    assert L.colour_answer("red", "en", shape="circle") == "The circle is red."
+
+
+def test_every_skill_answers_what_it_expects_in_both_languages():
+    rng = random.Random(7)
+    for skill in SKILLS:
+        for lang in L.LANGUAGES:
+            for _ in range(40):
+                sample = sample_task(rng, skill, lang)
+                answer = sample["turns"][-1][2]
+                assert scoring.is_right(answer, sample["expect"]), (skill, lang, answer, sample["expect"])
+                if lang == "ru" and sample["skill"] != "text":
+                    assert not any(c in answer.lower() for c in "abcdefghijklmnopqrstuvwxyz"), answer
+
+
+@pytest.mark.parametrize("answer,expect", [
+    ("It is red or orange.", {"kind": "colour", "value": "red"}),
+    ("It is a circle.", {"kind": "colour", "value": "red"}),
+    ("It is a square.", {"kind": "shape", "value": "circle"}),
+    ("There are two shapes.", {"kind": "count", "value": 3}),
+    ("No.", {"kind": "yesno", "value": True}),
+    ("Maybe.", {"kind": "yesno", "value": False}),
+    ("The circle is on the left at the top.", {"kind": "position", "value": "left"}),
+    ("The first and the second.", {"kind": "picture", "value": 0}),
+    ("A red circle and a blue square.", {"kind": "caption", "value": [["circle", "red", 1]]}),
+    ("Two red circles.", {"kind": "caption", "value": [["circle", "red", 1]]}),
+])
+def test_wrong_or_hedged_answers_are_wrong(answer, expect):
+    assert not scoring.is_right(answer, expect)
+
+
+@pytest.mark.parametrize("answer,expect", [
+    ("Она зеленая.", {"kind": "colour", "value": "green"}),
+    ("It is purple", {"kind": "colour", "value": "purple"}),
+    ("Пять кругов.", {"kind": "count", "value": 5}),
+    ("There are 3 shapes.", {"kind": "count", "value": 3}),
+    ("Да.", {"kind": "yesno", "value": True}),
+    ("Треугольник в центре.", {"kind": "position", "value": "centre"}),
+    ("На второй картинке больше фигур.", {"kind": "picture", "value": 1}),
+    ("Красный круг и два синих квадрата.", {"kind": "caption", "value": [["circle", "red", 1], ["square", "blue", 2]]}),
+])
+def test_right_answers_in_other_words_are_right(answer, expect):
+    assert scoring.is_right(answer, expect)
+
+
+def test_report_counts_per_skill_language_and_yes_ratio():
+    items = [{"skill": "exists", "lang": "en", "expect": {"kind": "yesno", "value": True}},
+             {"skill": "exists", "lang": "ru", "expect": {"kind": "yesno", "value": False}},
+             {"skill": "colour", "lang": "en", "expect": {"kind": "colour", "value": "red"}}]
+    report = scoring.report(items, ["Yes.", "Да.", "It is blue."])
+    assert report["exists"]["accuracy"] == 0.5 and report["exists"]["yes_ratio"] == 1.0
+    assert report["colour/en"]["accuracy"] == 0.0 and report["all"]["n"] == 3
+
+
+def test_objects_stay_in_the_central_square_apart_and_the_mask_matches_the_pixels():
+    rng = random.Random(3)
+    for _ in range(30):
+        scene = random_scene(rng)
+        assert 1 <= len(scene.objects) <= 5
+        image, mask = render(scene, supersample=1)
+        pixels, labels = np.asarray(image).astype(int), np.asarray(mask)
+        side = min(image.size)
+        left, top = (image.width - side) // 2, (image.height - side) // 2
+        outside = np.ones_like(labels, bool)
+        outside[top:top + side, left:left + side] = False
+        assert not labels[outside].any(), "objects must survive CLIP's centre crop"
+        for i, obj in enumerate(scene.objects):
+            covered = pixels[labels == i + 1]
+            assert len(covered) > 10
+            # every covered pixel is the object's paint, far from the light backgrounds
+            assert covered.min(1).mean() < 200 or obj.colour == "yellow"
+
+
+def test_regions_are_decided_only_when_clear():
+    assert Shape("circle", "red", 0.2, 0.5, 0.1).region == "left"
+    assert Shape("circle", "red", 0.5, 0.85, 0.1).region == "bottom"
+    assert Shape("circle", "red", 0.5, 0.5, 0.1).region == "centre"
+    assert Shape("circle", "red", 0.2, 0.2, 0.1).region is None  # a corner: "left" and "top" are both fair
+
+
+def test_position_and_yes_no_questions_are_balanced():
+    rng = random.Random(11)
+    exists = [sample_task(rng, "exists", "en")["expect"]["value"] for _ in range(400)]
+    assert 0.42 < sum(exists) / len(exists) < 0.58
+    regions = {sample_task(rng, "position", "ru")["expect"]["value"] for _ in range(100)}
+    assert regions == {"left", "right", "top", "bottom", "centre"}
+
+
+def test_captions_list_groups_left_to_right():
+    scene = Scene([Shape("square", "blue", 0.8, 0.5, 0.08), Shape("circle", "red", 0.2, 0.5, 0.08),
+                   Shape("square", "blue", 0.5, 0.2, 0.08)])
+    assert groups(scene) == [("circle", "red", 1), ("square", "blue", 2)]
+
+
+def test_other_programs_draw_what_they_are_asked(tmp_path):
+    rng = random.Random(0)
+    for shape in SHAPES:
+        draw(tmp_path / f"{shape}.jpg", shape, "blue", rng)
+        image = Image.open(tmp_path / f"{shape}.jpg")
+        assert image.format == "JPEG" and min(image.size) >= 200
+        centre = np.asarray(image.convert("RGB"))[image.height // 2, image.width // 2]
+        assert centre[2] > 200 and centre[0] < 80, centre  # CSS blue in the middle
+    assert set(COLOURS) == {"red", "green", "blue", "yellow", "orange", "purple"}
+
+
+def test_build_is_deterministic_and_reused(tmp_path):
+    sizes = WorldSizes(vision=20, stage1=10, stage2=20, eval=18, other=4, text=30, seed=5)
+    a, b = build(tmp_path / "a", sizes, processes=1), build(tmp_path / "b", sizes, processes=2)
+    for name in ("vision.jsonl", "text.jsonl", "stage1.json", "stage2.json", "eval.jsonl"):
+        assert (a / name).read_bytes() == (b / name).read_bytes(), name
+    for picture in sorted((a / "images").glob("v*.png"))[:5]:
+        assert picture.read_bytes() == (b / "images" / picture.name).read_bytes()
+    stamp = (a / "manifest.json").stat().st_mtime_ns
+    build(tmp_path / "a", sizes)  # same sizes: nothing is drawn again
+    assert (a / "manifest.json").stat().st_mtime_ns == stamp
+    records = [json.loads(line) for line in (a / "eval.jsonl").read_text().splitlines()]
+    assert {r["skill"] for r in records} == set(SKILLS) and {r["lang"] for r in records} == {"en", "ru"}
+    for r in records:
+        for m in r["messages"]:
+            for part in m["content"]:
+                if part["type"] == "image":
+                    assert (a / part["key"]).is_file()

@@ -1,0 +1,188 @@
+"""The demo world's data files, written once per (sizes, seed) and reused: every stage of the recipe reads
+plain files in the formats training/run.py knows.
+
+    <out>/images/               every picture (PNG or JPEG), plus instance masks for the vision stage
+    <out>/vision.jsonl          {"image", "mask", "objects": [{"colour", "shape"}]}   (vision stage)
+    <out>/text.jsonl            {"text"}: the world's sentences in both languages      (text stage)
+    <out>/stage1.json           LLaVA records: captions                                  (stage 1)
+    <out>/stage2.json           LLaVA records: every skill, one- to three-turn dialogs   (stage 2)
+    <out>/eval.jsonl            held-out dialogs with the expected answer                (scoring)
+    <out>/eval_other.jsonl      one big shape drawn by matplotlib, JPEG quality 60       (scoring)
+    <out>/manifest.json         what was built; its presence (and equal sizes) means "reuse"
+
+Pictures are drawn by two processes; the item seed alone decides each picture, so the files are the same
+whatever the number of processes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import shutil
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+from training.demo_world import language as L
+from training.demo_world.scenes import Scene, encode, random_scene, render
+from training.demo_world.tasks import ask, groups, sample_task
+
+log = logging.getLogger(__name__)
+VERSION = 2  # bump when the generator changes what it draws or says
+
+
+@dataclass(frozen=True)
+class WorldSizes:
+    vision: int = 16000  # pictures with masks for the vision stage (stage 1 captions reuse them)
+    stage1: int = 8000
+    stage2: int = 16000
+    eval: int = 2700  # held out: 150 per skill and language
+    other: int = 300  # held out, drawn by another program
+    text: int = 8000
+    seed: int = 0
+
+
+SHORT = WorldSizes(vision=6000, stage1=3000, stage2=4000, eval=540, other=60, text=2000)
+
+
+def _draw_one(job: tuple[dict, str, str | None, int]) -> None:
+    """Worker process: draw one scene to `path` (and its mask to `mask_path`)."""
+    scene_dict, path, mask_path, seed = job
+    image, mask = render(Scene.from_dict(scene_dict))
+    data, _ = encode(image, random.Random(seed), Path(path).suffix.lstrip(".").replace("jpg", "jpeg"))
+    Path(path).write_bytes(data)
+    if mask_path:
+        mask.save(mask_path, "PNG")
+
+
+def _suffix(rng: random.Random) -> str:
+    return rng.choice((".png", ".jpg", ".jpg"))
+
+
+def _llava(sample: dict, image_paths: list[str], sample_id: str) -> dict:
+    conversations = []
+    for images, question, answer in sample["turns"]:
+        tags = "".join("<image>\n" for _ in images)
+        conversations += [{"from": "human", "value": tags + question}, {"from": "gpt", "value": answer}]
+    record = {"id": sample_id, "conversations": conversations}
+    if image_paths:
+        record["image"] = image_paths
+    return record
+
+
+def _messages(sample: dict, image_paths: list[str]) -> list[dict]:
+    """Protocol messages up to the last question (earlier answers as the assistant said them)."""
+    messages = []
+    for i, (images, question, answer) in enumerate(sample["turns"]):
+        content = [{"type": "image", "key": image_paths[k]} for k in images] + [{"type": "text", "text": question}]
+        messages.append({"role": "user", "content": content})
+        if i < len(sample["turns"]) - 1:
+            messages.append({"role": "assistant", "content": [{"type": "text", "text": answer}]})
+    return messages
+
+
+def _episode(sample: dict) -> str:
+    """A dialog told in words: each picture described where it would be shown, then the questions and answers.
+    The LLM learns the two languages and, more to the point, to answer from what came before it in the
+    sequence: later, the pictures' own vectors stand where these descriptions stand."""
+    scenes, out = sample["scenes"], []
+    for images, question, answer in sample["turns"]:
+        for k in images:
+            objects = [(o.shape, o.colour, o.region) for o in sorted(scenes[k].objects, key=lambda o: o.x)]
+            out.append(L.picture_in_words(objects, sample["lang"], k if len(scenes) > 1 else None))
+        out += [question, answer]
+    return " ".join(out)
+
+
+def _text_lines(rng: random.Random, n: int) -> list[str]:
+    """The text stage's lines: a few episodes each (about 100 tokens), so the LLM trains at the positions the
+    picture dialogs reach later (a RoPE model does not carry over to positions it never saw)."""
+    return [" ".join(_episode(sample_task(rng)) for _ in range(rng.randint(3, 5))) for _ in range(n)]
+
+
+class _Pictures:
+    """Collects drawing jobs; `draw_all` runs them in a process pool."""
+
+    def __init__(self, root: Path):
+        self.root, self.jobs = root, []
+
+    def add(self, scene: Scene, name: str, rng: random.Random, mask: bool = False) -> str:
+        rel = f"images/{name}{_suffix(rng)}"
+        mask_rel = f"images/{name}.mask.png" if mask else None
+        self.jobs.append((scene.to_dict(), str(self.root / rel), str(self.root / mask_rel) if mask else None,
+                          rng.randrange(2**31)))
+        return rel
+
+    def draw_all(self, processes: int) -> None:
+        (self.root / "images").mkdir(parents=True, exist_ok=True)
+        with ProcessPoolExecutor(processes) as pool:
+            list(tqdm(pool.map(_draw_one, self.jobs, chunksize=64), total=len(self.jobs), desc="drawing",
+                      unit="img"))
+
+
+def _write_jsonl(path: Path, records) -> None:
+    with path.open("w", encoding="utf-8") as f:
+        for r in records:
+            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+
+
+def build(out: str | Path, sizes: WorldSizes = WorldSizes(), processes: int = 2) -> Path:
+    """Write the world's data under `out` (or reuse it if it was built with these sizes); -> `out`."""
+    out = Path(out)
+    manifest = {"version": VERSION, **asdict(sizes)}
+    if (out / "manifest.json").is_file() and json.loads((out / "manifest.json").read_text()) == manifest:
+        log.info("demo world data in %s is up to date", out)
+        return out
+    tmp = out.with_name(out.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    pics = _Pictures(tmp)
+    rng = random.Random(sizes.seed)
+
+    vision, captions = [], []
+    for i in range(sizes.vision):
+        scene = random_scene(rng)
+        path = pics.add(scene, f"v{i:06d}", rng, mask=True)
+        vision.append({"image": path, "mask": path.rsplit(".", 1)[0] + ".mask.png",
+                       "objects": [{"colour": o.colour, "shape": o.shape} for o in scene.objects]})
+        if i < sizes.stage1:  # stage 1 describes the same pictures
+            lang = rng.choice(L.LANGUAGES)
+            turn = ([0], ask("caption", lang, rng), L.describe(groups(scene), lang))
+            captions.append(_llava({"turns": [turn]}, [path], f"c{i:06d}"))
+
+    def task_records(n: int, prefix: str, seed: int):
+        task_rng = random.Random(seed)
+        for i in range(n):
+            sample = sample_task(task_rng)
+            paths = [pics.add(s, f"{prefix}{i:06d}_{k}", task_rng) for k, s in enumerate(sample["scenes"])]
+            yield sample, paths, f"{prefix}{i:06d}"
+
+    stage2 = [_llava(s, p, sid) for s, p, sid in task_records(sizes.stage2, "s", sizes.seed + 1)]
+    evaluation = []
+    eval_rng = random.Random(sizes.seed + 2)
+    skills = list(dict.fromkeys(["caption", "colour", "shape", "count", "exists", "position", "followup",
+                                 "two_photos", "text"]))
+    for i in range(sizes.eval):  # balanced: the same number of items per skill and language
+        skill, lang = skills[i % len(skills)], L.LANGUAGES[(i // len(skills)) % 2]
+        sample = sample_task(eval_rng, skill, lang)
+        paths = [pics.add(s, f"e{i:06d}_{k}", eval_rng) for k, s in enumerate(sample["scenes"])]
+        evaluation.append({"id": f"e{i:06d}", "skill": skill, "lang": lang, "messages": _messages(sample, paths),
+                           "expect": sample["expect"]})
+    pics.draw_all(processes)
+
+    from training.demo_world.other_programs import draw_other_set
+
+    other = draw_other_set(tmp, sizes.other, sizes.seed + 3)
+    _write_jsonl(tmp / "vision.jsonl", vision)
+    _write_jsonl(tmp / "text.jsonl", ({"text": t} for t in _text_lines(random.Random(sizes.seed + 4), sizes.text)))
+    (tmp / "stage1.json").write_text(json.dumps(captions, ensure_ascii=False))
+    (tmp / "stage2.json").write_text(json.dumps(stage2, ensure_ascii=False))
+    _write_jsonl(tmp / "eval.jsonl", evaluation)
+    _write_jsonl(tmp / "eval_other.jsonl", other)
+    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
+    return out

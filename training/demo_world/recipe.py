@@ -1,0 +1,151 @@
+"""The demo model's whole recipe: `make demo-model` (python -m training.demo_world.recipe).
+
+    world      draw the pictures and write every stage's data (build.py)
+    init       a tokenizer trained on the world's text (both languages), a random OmniFusion of the `demo`
+               preset around it
+    vision     the vision tower learns to see (instance masks)         training/configs/demo/vision.yaml
+    text       the LLM learns the two languages (plain text)           training/configs/demo/text.yaml
+    stage1     adapter + SOI/EOI/USER/BOT on captions, as released     training/configs/demo/stage1.yaml
+    stage2     everything but the tower on every skill, as released    training/configs/demo/stage2.yaml
+    eval       per-skill accuracy on held-out dialogs -> <out>/eval.json
+
+Every training step is `python training/run.py --config ...`. Run it again and finished steps are reused, an
+interrupted one resumes from its last checkpoint (`--resume latest`); the same seed gives the same files.
+`--export DIR` copies the final model there (the committed one is model/checkpoints/demo).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from training.demo_world.build import SHORT, WorldSizes, build  # noqa: E402
+
+CONFIGS = ROOT / "training" / "configs" / "demo"
+STAGES = ("vision", "text", "stage1", "stage2")
+DATA = {"vision": "vision.jsonl", "text": "text.jsonl", "stage1": "stage1.json", "stage2": "stage2.json"}
+# The short recipe (CI): fewer pictures and steps; it must still learn (tests/test_demo_recipe.py).
+SHORT_STEPS = {"vision": ["--max_steps", "500"], "text": ["--max_steps", "150"], "stage1": ["--max_steps", "60"],
+               "stage2": ["--max_steps", "220"]}
+MODEL_FILES = ("config.json", "adapter.safetensors", "vision.safetensors", "llm")
+TOKENIZER_VOCAB = 1024
+
+
+def make_init(world: Path, out: Path, seed: int) -> None:
+    """A random `demo` model around a tokenizer trained on the world's text."""
+    from model.checkpoint import build_in_memory
+    from model.config import preset_config
+    from model.tokenizer import train_bpe_tokenizer
+
+    lines = [json.loads(line)["text"] for line in (world / DATA["text"]).read_text(encoding="utf-8").splitlines()]
+    tokenizer = train_bpe_tokenizer(lines, TOKENIZER_VOCAB)
+    model = build_in_memory(preset_config("demo").replace(seed=seed), device="cpu", tokenizer=tokenizer)
+    tmp = out.with_name(out.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    tmp.rename(out)
+
+
+def finished(folder: Path) -> bool:
+    """A stage's output folder holds its final model (the loop writes it into the folder itself, last)."""
+    progress = folder / "progress.json"
+    if not (folder / "training_state.pt").is_file() or not progress.is_file():
+        return False
+    saved = json.loads(progress.read_text())
+    return saved.get("step", 0) > 0 and (folder / "config.json").is_file()
+
+
+def run_stage(stage: str, previous: Path, world: Path, out: Path, seed: int, short: bool) -> None:
+    argv = [sys.executable, str(ROOT / "training" / "run.py"), "--config", str(CONFIGS / f"{stage}.yaml"),
+            "--init_from", str(previous), "--data", str(world / DATA[stage]), "--output_dir", str(out / stage),
+            "--resume", "latest", "--seed", str(seed)]
+    if stage in ("stage1", "stage2"):
+        argv += ["--feature_cache", str(out / "features")]
+    if short:
+        argv += SHORT_STEPS[stage]
+    subprocess.run(argv, check=True, cwd=ROOT)
+
+
+def evaluate_final(model_dir: Path, world: Path, out: Path) -> dict:
+    import torch
+
+    from model.omnifusion import OmniFusion
+    from training.demo_world.evaluate import evaluate
+
+    model = OmniFusion.from_pretrained(model_dir, device="cpu", dtype=torch.float32)
+    result = evaluate(model, world)
+    (out / "eval.json").write_text(json.dumps(result["report"], indent=2) + "\n")
+    with (out / "eval_answers.jsonl").open("w", encoding="utf-8") as f:
+        for item in result["items"]:
+            f.write(json.dumps(item, ensure_ascii=False) + "\n")
+    return result["report"]
+
+
+def export(model_dir: Path, dest: Path) -> None:
+    """Only what serving needs: the model files, not the optimizer state."""
+    tmp = dest.with_name(dest.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for name in MODEL_FILES:
+        src = model_dir / name
+        (shutil.copytree if src.is_dir() else shutil.copy2)(src, tmp / name)
+    shutil.rmtree(dest, ignore_errors=True)
+    tmp.rename(dest)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training.demo_world.recipe", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", default="runs/demo", help="working folder (default runs/demo)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--short", action="store_true", help="the few-minute version CI runs")
+    parser.add_argument("--export", help="copy the final model to this folder (e.g. model/checkpoints/demo)")
+    parser.add_argument("--no-eval", action="store_true", help="skip the held-out evaluation at the end")
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    timings: dict[str, float] = {}
+
+    def timed(name, fn, *a):
+        start = time.perf_counter()
+        fn(*a)
+        timings[name] = round(time.perf_counter() - start, 1)
+        print(f"[recipe] {name}: {timings[name]:.0f} s", flush=True)
+
+    sizes = WorldSizes(**{**SHORT.__dict__, "seed": args.seed}) if args.short else WorldSizes(seed=args.seed)
+    world = out / "world"
+    timed("world", build, world, sizes)
+    if not (out / "init" / "config.json").is_file():
+        timed("init", make_init, world, out / "init", args.seed)
+    previous = out / "init"
+    for stage in STAGES:
+        if finished(out / stage):
+            print(f"[recipe] {stage}: done before, reused", flush=True)
+        else:
+            timed(stage, run_stage, stage, previous, world, out, args.seed, args.short)
+        previous = out / stage
+    if not args.no_eval:
+        start = time.perf_counter()
+        report = evaluate_final(previous, world, out)
+        timings["eval"] = round(time.perf_counter() - start, 1)
+        for key, value in report.items():
+            if "/" not in key or key.startswith("all/"):
+                extra = f"  yes-ratio {value['yes_ratio']:.2f}" if "yes_ratio" in value else ""
+                print(f"[recipe] {key:14s} {value['accuracy']:.3f}  (n={value['n']}){extra}")
+    (out / "timings.json").write_text(json.dumps(timings, indent=2) + "\n")
+    print(f"[recipe] total {sum(timings.values()):.0f} s: {timings}")
+    if args.export:
+        export(previous, Path(args.export))
+        print(f"[recipe] exported {previous} -> {args.export}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

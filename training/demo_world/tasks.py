@@ -1,0 +1,334 @@
+"""Dialogs about scenes: one sampler per skill, each returning the pictures, the turns and what a right last
+answer must say (`expect`, read back by scoring.py).
+
+A sample is {"skill", "lang", "scenes": [Scene], "turns": [(image indices, question, answer)], "expect"}.
+Images of a turn come before its question, as the bot sends them (a photo with its caption). Questions about
+one object are only asked when the answer is unambiguous: the named shape or colour occurs once, and a
+position question's object sits clearly in one region.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+
+from training.demo_world import language as L
+from training.demo_world.scenes import COLOURS, POSITIONS, SHAPES, Scene, random_scene
+
+COLOUR_NAMES = list(COLOURS)
+
+# --- question templates ------------------------------------------------------------------------------------------
+# {shape}/{colour} in English; in Russian {shape}=nominative, {shape_gen}=genitive singular, {shape_gpl}=genitive
+# plural, {colour_m}/{colour_f}/{colour_gpl}= masculine / feminine / genitive plural adjective.
+Q = {
+    ("colour", "en"): ["What colour is the shape?", "What color is the shape?", "What color is it?",
+                       "What colour is it?", "Which colour is the shape?", "What is the colour of the shape?"],
+    ("colour", "ru"): ["Какого цвета фигура?", "Какого она цвета?", "Какой цвет у фигуры?",
+                       "Какого цвета эта фигура?"],
+    ("colour_of", "en"): ["What colour is the {shape}?", "What color is the {shape}?",
+                          "What is the color of the {shape}?"],
+    ("colour_of", "ru"): ["Какого цвета {shape}?", "Какой цвет у {shape_gen}?"],
+    ("shape", "en"): ["What shape is it?", "Which shape is this?", "What shape is this?", "What is this shape?",
+                      "What kind of shape is it?"],
+    ("shape", "ru"): ["Что это за фигура?", "Какая это фигура?", "Какой формы фигура?"],
+    ("shape_of", "en"): ["What shape is the {colour} one?", "Which shape is {colour}?", "What shape is {colour}?"],
+    ("shape_of", "ru"): ["Какая фигура {colour_f}?", "Какой формы {colour_f} фигура?"],
+    ("count", "en"): ["How many shapes are there?", "How many shapes are in the picture?",
+                      "How many objects are there?", "Count the shapes."],
+    ("count", "ru"): ["Сколько фигур?", "Сколько фигур на картинке?", "Сколько здесь фигур?"],
+    ("count_colour", "en"): ["How many {colour} shapes are there?", "How many {colour} shapes are in the picture?"],
+    ("count_colour", "ru"): ["Сколько {colour_gpl} фигур?", "Сколько {colour_gpl} фигур на картинке?"],
+    ("count_shape", "en"): ["How many {shapes} are there?", "How many {shapes} are in the picture?"],
+    ("count_shape", "ru"): ["Сколько {shape_gpl}?", "Сколько {shape_gpl} на картинке?"],
+    ("exists", "en"): ["Is there {a_thing}?", "Is there {a_thing} in the picture?", "Do you see {a_thing}?"],
+    ("exists", "ru"): ["Есть ли {thing}?", "Есть ли на картинке {thing}?", "Здесь есть {thing}?"],
+    ("where", "en"): ["Where is the {thing}?", "In which part of the picture is the {thing}?"],
+    ("where", "ru"): ["Где {thing}?", "В какой части картинки {thing}?"],
+    ("caption", "en"): ["Describe the picture.", "Describe the image.", "What is in the picture?",
+                        "What do you see?", "What is on this picture?"],
+    ("caption", "ru"): ["Опиши картинку.", "Опиши изображение.", "Что на картинке?", "Что ты видишь?"],
+    ("more", "en"): ["Which picture has more shapes?", "Which of the two pictures has more shapes?"],
+    ("more", "ru"): ["На какой картинке больше фигур?", "Где больше фигур?"],
+    ("colour_in", "en"): ["What colour is the shape in the {nth} picture?", "What color is the shape in the {nth} picture?"],
+    ("colour_in", "ru"): ["Какого цвета фигура на {nth_ru} картинке?"],
+    ("shape_in", "en"): ["What shape is in the {nth} picture?", "Which shape is in the {nth} picture?"],
+    ("shape_in", "ru"): ["Что за фигура на {nth_ru} картинке?", "Какая фигура на {nth_ru} картинке?"],
+    ("count_in", "en"): ["How many shapes are in the {nth} picture?"],
+    ("count_in", "ru"): ["Сколько фигур на {nth_ru} картинке?"],
+    ("and_shape", "en"): ["And what shape is it?", "And which shape is it?"],
+    ("and_shape", "ru"): ["А что это за фигура?", "А какая это фигура?"],
+    ("and_colour", "en"): ["And what colour is it?", "And what color is it?"],
+    ("and_colour", "ru"): ["А какого она цвета?", "А какого цвета фигура?"],
+    ("and_where", "en"): ["And where is it?"],
+    ("and_where", "ru"): ["А где она?"],
+}
+
+TEXT_ONLY = {
+    "greeting": {"en": (["Hello!", "Hi!", "Hi there!", "Good morning!"],
+                        "Hello! Send me a picture with shapes and ask me about it."),
+                 "ru": (["Привет!", "Здравствуйте!", "Добрый день!"],
+                        "Привет! Пришлите мне картинку с фигурами и спросите о ней.")},
+    "skills": {"en": (["What can you do?", "Who are you?", "What do you know?", "Help"],
+                      "I can tell the colours, shapes, number and positions of the shapes in a picture."),
+               "ru": (["Что ты умеешь?", "Кто ты?", "Что ты знаешь?", "Помощь"],
+                      "Я могу назвать цвета, формы, количество и положение фигур на картинке.")},
+    "outside": {"en": (["What is the capital of France?", "Tell me a joke.", "What is the weather today?",
+                        "Who wrote War and Peace?", "How do I cook pasta?"],
+                       "I only know about the shapes in a picture: their colours, number and positions."),
+                "ru": (["Какая столица Франции?", "Расскажи анекдот.", "Какая сегодня погода?",
+                        "Кто написал «Войну и мир»?", "Как сварить макароны?"],
+                       "Я знаю только о фигурах на картинке: об их цвете, количестве и положении.")},
+    "no_picture": {"en": (["What colour is the shape?", "How many shapes are there?", "Describe the picture."],
+                          "Please send me a picture first."),
+                   "ru": (["Какого цвета фигура?", "Сколько фигур?", "Опиши картинку."],
+                          "Пожалуйста, сначала пришлите картинку.")},
+}
+
+
+def _fill(template: str, rng: random.Random, lang: str, **slots) -> str:
+    text = template.format(**slots)
+    if lang == "ru" and rng.random() < 0.4:
+        text = text.replace("ё", "е")  # people often type е for ё
+    if rng.random() < 0.15:
+        text = text[:1].lower() + text[1:]
+    if rng.random() < 0.1:
+        text = text.rstrip("?.")
+    return text
+
+
+def ask(kind: str, lang: str, rng: random.Random, shape: str | None = None, colour: str | None = None,
+        nth: int | None = None, thing: str | None = None) -> str:
+    slots = {"nth": L.EN_ORDINALS.get(nth, ""), "nth_ru": L.RU_ORDINALS_PREP.get(nth, ""), "thing": thing or "",
+             "a_thing": thing or ""}
+    if shape:
+        slots |= {"shape": shape if lang == "en" else L.RU_SHAPES[shape][0], "shapes": L.EN_PLURAL[shape],
+                  "shape_gen": L.RU_SHAPES[shape][1], "shape_gpl": L.RU_SHAPES[shape][2]}
+    if colour:
+        slots |= {"colour": colour, "colour_m": L.RU_COLOURS[colour][0], "colour_f": L.RU_COLOURS[colour][1],
+                  "colour_gpl": L.RU_COLOURS[colour][3]}
+    return _fill(rng.choice(Q[(kind, lang)]), rng, lang, **slots)
+
+
+def thing_phrase(lang: str, shape: str | None, colour: str | None, article: bool) -> str:
+    """The object a question names: "a blue circle", "the circle", "синий круг", "красная фигура"."""
+    if lang == "en":
+        return L.en_group(shape or "shape", colour, 1, article=article)
+    return L.ru_group(shape, colour, 1)
+
+
+# --- helpers over scenes -----------------------------------------------------------------------------------------
+
+def groups(scene: Scene) -> list[tuple[str, str, int]]:
+    """(shape, colour, count) groups, ordered by their leftmost member: the caption's order."""
+    counts = Counter((o.shape, o.colour) for o in scene.objects)
+    leftmost = {}
+    for o in scene.objects:
+        leftmost[(o.shape, o.colour)] = min(leftmost.get((o.shape, o.colour), 2.0), o.x)
+    return [(s, c, counts[(s, c)]) for s, c in sorted(counts, key=lambda k: leftmost[k])]
+
+
+def _sample(skill, lang, scenes, turns, expect) -> dict:
+    return {"skill": skill, "lang": lang, "scenes": scenes, "turns": turns, "expect": expect}
+
+
+def _unique(scene: Scene, attr: str) -> list[str]:
+    counts = Counter(getattr(o, attr) for o in scene.objects)
+    return [v for v, n in counts.items() if n == 1]
+
+
+# --- one sampler per skill ---------------------------------------------------------------------------------------
+
+def caption_task(rng: random.Random, lang: str) -> dict:
+    scene = random_scene(rng)
+    answer = L.describe(groups(scene), lang)
+    return _sample("caption", lang, [scene], [([0], ask("caption", lang, rng), answer)],
+                   {"kind": "caption", "value": [list(g) for g in groups(scene)]})
+
+
+def colour_task(rng: random.Random, lang: str) -> dict:
+    if rng.random() < 0.6:
+        scene = random_scene(rng, n=1)
+        colour = scene.objects[0].colour
+        return _sample("colour", lang, [scene], [([0], ask("colour", lang, rng), L.colour_answer(colour, lang))],
+                       {"kind": "colour", "value": colour})
+    while True:
+        scene = random_scene(rng, n=rng.randint(2, 5))
+        unique = _unique(scene, "shape")
+        if unique:
+            break
+    shape = rng.choice(unique)
+    colour = next(o.colour for o in scene.objects if o.shape == shape)
+    turn = ([0], ask("colour_of", lang, rng, shape=shape), L.colour_answer(colour, lang, shape=shape))
+    return _sample("colour", lang, [scene], [turn], {"kind": "colour", "value": colour})
+
+
+def shape_task(rng: random.Random, lang: str) -> dict:
+    if rng.random() < 0.6:
+        scene = random_scene(rng, n=1)
+        shape = scene.objects[0].shape
+        return _sample("shape", lang, [scene], [([0], ask("shape", lang, rng), L.shape_answer(shape, lang))],
+                       {"kind": "shape", "value": shape})
+    while True:
+        scene = random_scene(rng, n=rng.randint(2, 5))
+        unique = _unique(scene, "colour")
+        if unique:
+            break
+    colour = rng.choice(unique)
+    shape = next(o.shape for o in scene.objects if o.colour == colour)
+    turn = ([0], ask("shape_of", lang, rng, colour=colour), L.shape_answer(shape, lang, colour=colour))
+    return _sample("shape", lang, [scene], [turn], {"kind": "shape", "value": shape})
+
+
+def count_task(rng: random.Random, lang: str) -> dict:
+    mode = rng.choice(("all", "all", "colour", "shape"))
+    target = rng.randint(1, 5) if mode == "all" else rng.choice((0, 1, 1, 2, 2, 3, 3, 4, 5))
+    if mode == "all":
+        scene = random_scene(rng, n=target)
+        return _sample("count", lang, [scene], [([0], ask("count", lang, rng), L.count_answer(target, lang))],
+                       {"kind": "count", "value": target})
+    total = rng.randint(max(1, target), 5)
+    if mode == "colour":
+        colour = rng.choice(COLOUR_NAMES)
+        others = [c for c in COLOUR_NAMES if c != colour]
+        kinds = [(rng.choice(SHAPES), colour) for _ in range(target)]
+        kinds += [(rng.choice(SHAPES), rng.choice(others)) for _ in range(total - target)]
+        rng.shuffle(kinds)
+        scene = random_scene(rng, kinds=kinds)
+        turn = ([0], ask("count_colour", lang, rng, colour=colour), L.count_answer(target, lang, colour=colour))
+    else:
+        shape = rng.choice(SHAPES)
+        others = [s for s in SHAPES if s != shape]
+        kinds = [(shape, rng.choice(COLOUR_NAMES)) for _ in range(target)]
+        kinds += [(rng.choice(others), rng.choice(COLOUR_NAMES)) for _ in range(total - target)]
+        rng.shuffle(kinds)
+        scene = random_scene(rng, kinds=kinds)
+        turn = ([0], ask("count_shape", lang, rng, shape=shape), L.count_answer(target, lang, shape=shape))
+    return _sample("count", lang, [scene], [turn], {"kind": "count", "value": target})
+
+
+def exists_task(rng: random.Random, lang: str) -> dict:
+    answer = rng.random() < 0.5
+    mode = rng.choice(("both", "both", "shape", "colour"))
+    shape = rng.choice(SHAPES) if mode != "colour" else None
+    colour = rng.choice(COLOUR_NAMES) if mode != "shape" else None
+
+    def matches(s, c):
+        return (shape is None or s == shape) and (colour is None or c == colour)
+
+    n = rng.randint(1, 5)
+    kinds = []
+    if answer:
+        kinds.append((shape or rng.choice(SHAPES), colour or rng.choice(COLOUR_NAMES)))
+    while len(kinds) < n:
+        # Near misses make "no" informative: the same shape in another colour, or the colour on another shape.
+        kind = (rng.choice(SHAPES), rng.choice(COLOUR_NAMES))
+        if answer or not matches(*kind):
+            kinds.append(kind)
+    rng.shuffle(kinds)
+    scene = random_scene(rng, kinds=kinds)
+    thing = thing_phrase(lang, shape, colour, article=True)
+    return _sample("exists", lang, [scene], [([0], ask("exists", lang, rng, thing=thing), L.yes_no(answer, lang))],
+                   {"kind": "yesno", "value": answer})
+
+
+def position_task(rng: random.Random, lang: str) -> dict:
+    region = rng.choice(POSITIONS)
+    n = rng.randint(1, 4)
+    while True:
+        kinds = [(rng.choice(SHAPES), rng.choice(COLOUR_NAMES)) for _ in range(n)]
+        regions = [region] + [None] * (n - 1)
+        scene = random_scene(rng, kinds=kinds, regions=regions)
+        target = scene.objects[0]
+        others = scene.objects[1:]
+        by_shape = all(o.shape != target.shape for o in others)
+        by_colour = all(o.colour != target.colour for o in others)
+        by_both = all((o.shape, o.colour) != (target.shape, target.colour) for o in others)
+        options = [m for m, ok in (("shape", by_shape), ("colour", by_colour), ("both", by_both)) if ok]
+        if options:
+            break
+    mode = rng.choice(options)
+    shape = target.shape if mode in ("shape", "both") else None
+    colour = target.colour if mode in ("colour", "both") else None
+    thing = thing_phrase(lang, shape, colour, article=False)
+    answer = L.position_answer(region, lang, shape=shape, colour=colour)
+    return _sample("position", lang, [scene], [([0], ask("where", lang, rng, thing=thing), answer)],
+                   {"kind": "position", "value": region})
+
+
+def followup_task(rng: random.Random, lang: str) -> dict:
+    """Two or three turns about one shape: colour, shape and where, in a random order."""
+    region = rng.choice(POSITIONS)
+    scene = random_scene(rng, n=1, regions=[region])
+    obj = scene.objects[0]
+    asked = {"colour": (ask("colour", lang, rng), L.colour_answer(obj.colour, lang), ("colour", obj.colour)),
+             "shape": (ask("shape", lang, rng), L.shape_answer(obj.shape, lang), ("shape", obj.shape)),
+             "where": (None, L.position_answer(region, lang, pronoun=True), ("position", region))}
+    follow = {"colour": "and_colour", "shape": "and_shape", "where": "and_where"}
+    order = rng.sample(["colour", "shape", "where"], k=rng.choice((2, 3)))
+    if order[0] == "where":
+        order[0], order[1] = order[1], order[0]
+    turns = []
+    for i, what in enumerate(order):
+        question = asked[what][0] if i == 0 else ask(follow[what], lang, rng)
+        turns.append(([0] if i == 0 else [], question, asked[what][1]))
+    kind, value = asked[order[-1]][2]
+    return _sample("followup", lang, [scene], turns, {"kind": kind, "value": value})
+
+
+def two_photos_task(rng: random.Random, lang: str) -> dict:
+    mode = rng.choice(("more", "colour_in", "shape_in", "count_in", "sequential"))
+    if mode == "more":
+        a, b = rng.sample(range(1, 6), 2)
+        scenes = [random_scene(rng, n=a), random_scene(rng, n=b)]
+        winner = 0 if a > b else 1
+        turns = [([0, 1], ask("more", lang, rng), L.more_shapes_answer(winner, lang))]
+        return _sample("two_photos", lang, scenes, turns, {"kind": "picture", "value": winner})
+    if mode == "sequential":  # a photo, its answer, then a new photo: the question is about the new one
+        scenes = [random_scene(rng, n=1), random_scene(rng, n=1)]
+        first_kind, second_kind = rng.choice(("colour", "shape")), rng.choice(("colour", "shape"))
+
+        def turn(scene, kind, images):
+            obj = scene.objects[0]
+            if kind == "colour":
+                return (images, ask("colour", lang, rng), L.colour_answer(obj.colour, lang)), obj.colour
+            return (images, ask("shape", lang, rng), L.shape_answer(obj.shape, lang)), obj.shape
+
+        (t1, _), (t2, value) = turn(scenes[0], first_kind, [0]), turn(scenes[1], second_kind, [1])
+        return _sample("two_photos", lang, scenes, [t1, t2], {"kind": second_kind, "value": value})
+    nth = rng.randint(0, 1)
+    if mode == "count_in":
+        counts = rng.sample(range(1, 6), 2)
+        scenes = [random_scene(rng, n=counts[0]), random_scene(rng, n=counts[1])]
+        answer, expect = L.count_answer(counts[nth], lang), {"kind": "count", "value": counts[nth]}
+    else:
+        while True:
+            scenes = [random_scene(rng, n=1), random_scene(rng, n=1)]
+            a, b = scenes[0].objects[0], scenes[1].objects[0]
+            if (a.colour != b.colour) if mode == "colour_in" else (a.shape != b.shape):
+                break
+        obj = scenes[nth].objects[0]
+        if mode == "colour_in":
+            answer, expect = L.colour_answer(obj.colour, lang), {"kind": "colour", "value": obj.colour}
+        else:
+            answer, expect = L.shape_answer(obj.shape, lang), {"kind": "shape", "value": obj.shape}
+    return _sample("two_photos", lang, scenes, [([0, 1], ask(mode, lang, rng, nth=nth), answer)], expect)
+
+
+def text_task(rng: random.Random, lang: str) -> dict:
+    category = rng.choice(list(TEXT_ONLY))
+    questions, answer = TEXT_ONLY[category][lang]
+    question = rng.choice(questions)
+    return _sample("text", lang, [], [([], question, answer)], {"kind": "text", "value": answer})
+
+
+SKILLS = {"caption": caption_task, "colour": colour_task, "shape": shape_task, "count": count_task,
+          "exists": exists_task, "position": position_task, "followup": followup_task,
+          "two_photos": two_photos_task, "text": text_task}
+# Share of each skill in the stage-2 mix: the hard ones (counting, two pictures) get more.
+MIX = {"caption": 0.12, "colour": 0.1, "shape": 0.12, "count": 0.16, "exists": 0.12, "position": 0.12,
+       "followup": 0.08, "two_photos": 0.14, "text": 0.04}
+
+
+def sample_task(rng: random.Random, skill: str | None = None, lang: str | None = None) -> dict:
+    skill = skill or rng.choices(list(MIX), weights=list(MIX.values()))[0]
+    return SKILLS[skill](rng, lang or rng.choice(L.LANGUAGES))
