@@ -12,6 +12,7 @@ from model.serving.jobs import JobConsumer
 from model.serving.settings import WorkerSettings
 from tests.worker_helpers import (
     SHORT_LEASE,
+    answered_once,
     events,
     start_worker_process,
     submit,
@@ -29,15 +30,6 @@ def consumer(client, name, lease_s=0.3):
 
 def restarted(client, reply) -> bool:
     return any(fields.get(b"event") == b"restart" for _, fields in client.xrange(reply))
-
-
-def answered_once(evs):
-    """Exactly one final event, last; the deltas after the last `restart` add up to the answer."""
-    kinds = [e["event"] for e in evs]
-    assert kinds.count("done") + kinds.count("error") == 1 and kinds[-1] == "done", kinds
-    start = len(kinds) - kinds[::-1].index("restart") if "restart" in kinds else 0
-    assert "".join(e["text"] for e in evs[start:-1]) == evs[-1]["text"]
-    return kinds
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import pytest
 import redis
 
 from model import protocol
-from tests.worker_helpers import events, start_worker_process, submit, wait_for, wait_ready
+from tests.worker_helpers import answered_once, events, start_worker_process, submit, wait_for, wait_ready
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
 
@@ -56,14 +56,6 @@ def private_redis(tmp_path):
     server = PrivateRedis(tmp_path)
     yield server
     server.stop()
-
-
-def answered_once(evs):
-    kinds = [e["event"] for e in evs]
-    assert kinds.count("done") == 1 and kinds[-1] == "done"
-    start = len(kinds) - kinds[::-1].index("restart") if "restart" in kinds else 0
-    assert "".join(e["text"] for e in evs[start:-1]) == evs[-1]["text"]
-    return kinds
 
 
 def test_dropped_connections_mid_answer(private_redis):

@@ -49,6 +49,15 @@ def events(client: redis.Redis, reply: str, timeout: float = 30.0, until_final: 
     return out
 
 
+def answered_once(evs: list[dict]) -> list[str]:
+    """Exactly one final event, a `done`, last; the deltas after the last `restart` add up to its text."""
+    kinds = [e["event"] for e in evs]
+    assert kinds.count("done") + kinds.count("error") == 1 and kinds[-1] == "done", kinds
+    start = len(kinds) - kinds[::-1].index("restart") if "restart" in kinds else 0
+    assert "".join(e["text"] for e in evs[start:-1]) == evs[-1]["text"]
+    return kinds
+
+
 def wait_for(condition, timeout: float = 30.0, every: float = 0.05):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
