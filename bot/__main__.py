@@ -14,15 +14,18 @@ import sys
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
-from bot.app import create_bot, create_dispatcher, create_redis
 from bot.observability import setup_logging
 from bot.settings import Settings, describe_settings_error
-from bot.webhook import run_webhook
 
 log = logging.getLogger("bot")
 
 
 async def main(settings: Settings) -> None:
+    # Imported once the settings are known to be good: aiogram takes seconds to import (more on a busy
+    # machine), and a typo in .env should be reported at once.
+    from bot.app import create_bot, create_dispatcher, create_redis
+    from bot.webhook import run_webhook
+
     bot = create_bot(settings)
     dp = create_dispatcher(settings, bot, create_redis(settings))
     try:

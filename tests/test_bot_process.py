@@ -129,7 +129,7 @@ async def test_webhook_process_checks_the_secret_and_listens_on_this_host_only(t
         await wait_until(lambda: telegram.bot().webhook, 30, "the webhook to be set")
         user = await telegram.create_user(user_id=913_000_002, language_code="ru")
         sent = await telegram.send_text(user.id, "/help")
-        reply = await telegram.wait_for_bot_message(user.id, after=sent.message_id, timeout=15)
+        reply = await telegram.wait_for_bot_message(user.id, after=sent.message_id, timeout=60)
         assert "Как со мной общаться" in reply.text
         forged = {
             "update_id": 999,

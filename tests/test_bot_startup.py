@@ -20,7 +20,7 @@ TOKEN = "7701234567:AAFq-distinctive_SECRET-half_0123456"  # shaped like a real 
 SECRET_HALF = TOKEN.split(":", 1)[1]
 
 
-async def run_bot(env: dict[str, str], within_s: float = 60.0) -> tuple[int, list[str]]:
+async def run_bot(env: dict[str, str], within_s: float = 180.0) -> tuple[int, list[str]]:  # a busy machine
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
