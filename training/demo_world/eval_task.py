@@ -1,10 +1,11 @@
 """The demo world as a task of training/eval.py:
 
-    python training/eval.py run --task demo --model model/checkpoints/demo --questions runs/demo/world/eval.jsonl
+    python training/eval.py run --task demo --model model/checkpoints/demo --questions runs/demo/world/eval.jsonl \
+        --annotations runs/demo/world/eval_other.jsonl --image-root runs/demo/world
     python training/eval.py score --task demo --predictions preds.jsonl --questions runs/demo/world/eval.jsonl
 
---questions takes eval.jsonl, eval_other.jsonl or both (give --annotations for the second file); images are
-found beside them. Metrics are per-skill accuracy (scoring.py), per language in the breakdown.
+--questions takes eval.jsonl, --annotations eval_other.jsonl (either or both); image paths in them are relative
+to the world folder (--image-root). Metrics are per-skill accuracy (scoring.py), per language in the breakdown.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from training.demo_world import scoring
 from training.evaluation.common import EvalError, Question, Scores, need, non_empty, read_jsonl
 
 
-def _question(record: dict, root: Path, where: str) -> Question:
+def _question(record: dict, where: str) -> Question:
     need(record, {"id": str, "skill": str, "lang": str, "messages": list, "expect": dict}, where)
     images, messages = [], []
     for m in record["messages"]:
@@ -23,7 +24,7 @@ def _question(record: dict, root: Path, where: str) -> Question:
         for part in need(m, {"role": str, "content": list}, where)["content"]:
             if part.get("type") == "image":
                 content.append({"type": "image", "key": str(len(images))})
-                images.append(root / need(part, {"key": str}, where)["key"])
+                images.append(Path(need(part, {"key": str}, where)["key"]))
             else:
                 content.append(part)
         messages.append({"role": m["role"], "content": content})
@@ -38,10 +39,7 @@ def load(sources) -> list[Question]:
     questions = []
     for path in files:
         for n, record in enumerate(read_jsonl(Path(path), "demo questions"), 1):
-            questions.append(_question(record, Path(path).parent, f"{path} line {n}"))
-    missing = [p for q in questions for p in q.images if not p.is_file()]
-    if missing:
-        raise EvalError(f"{len(missing)} image files do not exist, e.g. {missing[0]}")
+            questions.append(_question(record, f"{path} line {n}"))
     return non_empty(questions, ", ".join(map(str, files)))
 
 

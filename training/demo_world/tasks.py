@@ -321,6 +321,56 @@ def text_task(rng: random.Random, lang: str) -> dict:
     return _sample("text", lang, [], [([], question, answer)], {"kind": "text", "value": answer})
 
 
+def questions_about(scene: Scene, lang: str, rng: random.Random) -> list[tuple[str, str, dict, str]]:
+    """Every kind of question this scene answers unambiguously, one of each, shuffled:
+    [(question, answer, expect, skill)]. A picture then teaches several answers for the price of one."""
+    out = []
+    objects = scene.objects
+    out.append((ask("count", lang, rng), L.count_answer(len(objects), lang), {"kind": "count", "value": len(objects)},
+                "count"))
+    colour = rng.choice(COLOUR_NAMES)
+    n = sum(o.colour == colour for o in objects)
+    out.append((ask("count_colour", lang, rng, colour=colour), L.count_answer(n, lang, colour=colour),
+                {"kind": "count", "value": n}, "count"))
+    shape = rng.choice(SHAPES)
+    n = sum(o.shape == shape for o in objects)
+    out.append((ask("count_shape", lang, rng, shape=shape), L.count_answer(n, lang, shape=shape),
+                {"kind": "count", "value": n}, "count"))
+    # yes/no: half the time about something there, else about a near miss that is not
+    present = rng.random() < 0.5
+    for _ in range(20):
+        mode = rng.choice(("both", "both", "shape", "colour"))
+        target = rng.choice(objects) if present else None
+        s = target.shape if target else rng.choice(SHAPES)
+        c = target.colour if target else rng.choice(COLOUR_NAMES)
+        s, c = (None, c) if mode == "colour" else (s, None) if mode == "shape" else (s, c)
+        there = any((s is None or o.shape == s) and (c is None or o.colour == c) for o in objects)
+        if there == present:
+            out.append((ask("exists", lang, rng, thing=thing_phrase(lang, s, c, article=True)), L.yes_no(there, lang),
+                        {"kind": "yesno", "value": there}, "exists"))
+            break
+    for attr, kind in (("shape", "colour_of"), ("colour", "shape_of")):
+        unique = _unique(scene, attr)
+        if unique and len(objects) > 1:
+            value = rng.choice(unique)
+            obj = next(o for o in objects if getattr(o, attr) == value)
+            if kind == "colour_of":
+                out.append((ask(kind, lang, rng, shape=value), L.colour_answer(obj.colour, lang, shape=value),
+                            {"kind": "colour", "value": obj.colour}, "colour"))
+            else:
+                out.append((ask(kind, lang, rng, colour=value), L.shape_answer(obj.shape, lang, colour=value),
+                            {"kind": "shape", "value": obj.shape}, "shape"))
+    placed = [o for o in objects if o.region is not None
+              and sum((p.shape, p.colour) == (o.shape, o.colour) for p in objects) == 1]
+    if placed:
+        o = rng.choice(placed)
+        thing = thing_phrase(lang, o.shape, o.colour, article=False)
+        out.append((ask("where", lang, rng, thing=thing), L.position_answer(o.region, lang, o.shape, o.colour),
+                    {"kind": "position", "value": o.region}, "position"))
+    rng.shuffle(out)
+    return out
+
+
 SKILLS = {"caption": caption_task, "colour": colour_task, "shape": shape_task, "count": count_task,
           "exists": exists_task, "position": position_task, "followup": followup_task,
           "two_photos": two_photos_task, "text": text_task}
