@@ -21,20 +21,29 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from bot.handlers import admin, chat, commands
+from bot.handlers import admin, buttons, chat, commands, feedback, forget
+from bot.handlers import settings as settings_router
 from bot.i18n import Translator, pick_language
-from bot.menus import set_admin_menu, set_user_menu
+from bot.menus import set_admin_menu, set_descriptions, set_user_menu
 from bot.middlewares.bans import BanMiddleware
 from bot.middlewares.language import LanguageMiddleware
 from bot.middlewares.observability import UpdateLogMiddleware
 from bot.middlewares.requests import BestEffortChatActions
 from bot.observability import BotMetrics, UserHasher, start_metrics_server
 from bot.services.access import AccessControl
+from bot.services.answers import AnswerRegistry
+from bot.services.conversation import Conversation
 from bot.services.delivery import AnswerDelivery
 from bot.services.dialogs import DialogStore
+from bot.services.documents import DocumentReader
+from bot.services.downloads import Downloader
+from bot.services.forget import UserEraser
 from bot.services.jobs import JobSubmitter
 from bot.services.outbox import Outbox
+from bot.services.pictures import PictureFetcher
+from bot.services.preferences import Preferences
 from bot.services.replies import ReplyReader
+from bot.services.turn_content import ContentCollector
 from bot.services.turns import TurnService
 from bot.settings import Settings
 
@@ -90,6 +99,7 @@ class Lifecycle:
         me = await bot.me()
         log.info("bot @%s starting", me.username)
         await set_user_menu(bot)
+        await set_descriptions(bot)
         for admin_id in self.settings.admin_ids:
             await set_admin_menu(bot, admin_id)
         if self.settings.metrics_port:
@@ -121,10 +131,20 @@ def create_dispatcher(settings: Settings, bot: Bot, redis: Redis) -> Dispatcher:
     dialogs = DialogStore(redis, settings.dialog_max_turns, settings.dialog_ttl_s, settings.image_ttl_s)
     queue = JobSubmitter(redis)
     replies = ReplyReader(redis, metrics)
+    answers = AnswerRegistry(redis, outbox, settings.dialog_ttl_s)
+    preferences = Preferences(redis, settings)
+    conversation = Conversation(access, queue, dialogs, answers)
     delivery = AnswerDelivery(
-        bot, access, queue, dialogs, outbox, metrics, hash_user, replies, settings.message_max_chars
+        bot, access, queue, dialogs, outbox, metrics, hash_user, replies, answers, settings.message_max_chars
     )
-    turns = TurnService(bot, settings, access, dialogs, queue, delivery, outbox, metrics, hash_user)
+    downloader = Downloader(bot, outbox, metrics, settings.max_file_bytes)
+    content = ContentCollector(
+        bot, settings, PictureFetcher(settings, dialogs, downloader), DocumentReader(settings, downloader)
+    )
+    turns = TurnService(
+        bot, settings, access, dialogs, queue, delivery, outbox, metrics, hash_user, answers, preferences, content
+    )
+    eraser = UserEraser(redis, access, conversation, delivery)
     lifecycle = Lifecycle(settings, redis, delivery, replies, metrics)
 
     dp = Dispatcher(
@@ -137,13 +157,25 @@ def create_dispatcher(settings: Settings, bot: Bot, redis: Redis) -> Dispatcher:
         queue=queue,
         delivery=delivery,
         turns=turns,
+        answers=answers,
+        preferences=preferences,
+        conversation=conversation,
+        eraser=eraser,
         lifecycle=lifecycle,
     )
     dp.update.outer_middleware(UpdateLogMiddleware(metrics, hash_user))
-    dp.message.outer_middleware(LanguageMiddleware())
+    language = LanguageMiddleware(preferences)
+    dp.message.outer_middleware(language)
+    dp.callback_query.outer_middleware(language)
     dp.message.outer_middleware(BanMiddleware(access, outbox))
     dp.include_routers(
-        admin.create_router(), commands.create_router(), chat.create_router(settings.album_wait_s)
+        admin.create_router(),
+        commands.create_router(),
+        settings_router.create_router(),
+        forget.create_router(),
+        buttons.create_router(),
+        feedback.create_router(),
+        chat.create_router(settings.album_wait_s, settings.paste_min_chars, settings.paste_wait_s),
     )
     dp.startup.register(lifecycle.startup)
     dp.shutdown.register(lifecycle.shutdown)
@@ -154,6 +186,9 @@ def create_dispatcher(settings: Settings, bot: Bot, redis: Redis) -> Dispatcher:
         # keep the bot running. Tracebacks never go to users.
         log.error("handler failed: %r", event.exception, exc_info=event.exception)
         metrics.errors.labels(where="handler").inc()
+        if (query := event.update.callback_query) is not None:
+            with contextlib.suppress(Exception):  # a press is answered even when its handler failed
+                await query.answer(Translator(pick_language(query.from_user.language_code))("answer.failed"))
         message = event.update.message
         if message is not None and message.from_user is not None:
             t = Translator(pick_language(message.from_user.language_code))

@@ -59,3 +59,38 @@ def turns_on(day: str) -> str:
 
 def users_on(day: str) -> str:
     return f"{BOT}:users:{day}"
+
+
+def waiting_turn(user_id: int) -> str:
+    """JSON of the message(s) sent while an answer was being written: the user's next turn (one at most)."""
+    return f"{BOT}:waiting:{user_id}"
+
+
+def last_answer(chat_id: int, user_id: int) -> str:
+    """JSON {job_id, message_id, question_id} of the latest finished answer: its buttons are the live ones."""
+    return f"{BOT}:answer:{chat_id}:{user_id}"
+
+
+def answer_message(chat_id: int, message_id: int | str) -> str:
+    """The user id an answer message of the bot was for, so a 👍/👎 on it is known to be feedback."""
+    return f"{BOT}:answer-msg:{chat_id}:{message_id}"
+
+
+def preferences(user_id: int) -> str:
+    """HASH of /settings choices: length, creativity, language."""
+    return f"{BOT}:prefs:{user_id}"
+
+
+def pictures_of(user_id: int) -> str:
+    """SET of image keys this user sent (for /forget)."""
+    return f"{BOT}:pictures:{user_id}"
+
+
+def picture_senders(image_key: str) -> str:
+    """SET of the user ids who sent this picture: /forget deletes a picture only when nobody else did."""
+    return f"{BOT}:senders:{image_key.rsplit(':', 1)[-1]}"
+
+
+def jobs_of(user_id: int) -> str:
+    """LIST of the job stream entries of this user's turns (for /forget: they hold the dialog's text)."""
+    return f"{BOT}:jobs:{user_id}"

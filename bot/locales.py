@@ -18,18 +18,44 @@ EN = {
         "• A photo with a caption, or a photo and then a question.\n"
         "• An album: all its pictures go into one question (up to {max_images}).\n"
         "• A picture sent as a file works too (up to {max_mb} MB).\n"
+        "• A document: PDF (up to {max_pages} pages are read), .txt, .md, .csv, .json or source code; "
+        "add your question as its caption.\n"
+        "• Text up to {max_chars} characters (what the model can read at once), documents included.\n"
         "• In groups, mention me or reply to my message; everyone has their own dialog with me.\n\n"
         "<b>Commands</b>\n"
         "/new: forget the dialog and start again\n"
         "/retry: answer the last question again\n"
-        "/cancel: stop the answer being written\n\n"
-        "I answer one message at a time; your limit is {limit}."
+        "/cancel: stop the answer being written\n"
+        "/settings: answer length, creativity, language\n"
+        "/forget: delete everything I keep about you\n\n"
+        "A message you send while I am answering is my next question. Your limit is {limit}."
     ),
+    "start.demo": (
+        "<i>This bot runs the demo model: a small OmniFusion trained by this project on pictures of coloured "
+        "shapes. Ask it about colours, shapes, how many and where, in English or Russian; real photos are beyond "
+        "it. For real photos, the operator runs the worker with the real weights: MODEL_PRESET=omnifusion-1.1 "
+        "and MODEL_PATH=&lt;folder with the weights&gt; (see the README).</i>"
+    ),
+    "start.admin": (
+        "<b>You are an administrator.</b> Your commands:\n"
+        "/setlimit &lt;user_id|all&gt; &lt;N&gt;/&lt;minute|hour|day&gt;: a rate limit (or default)\n"
+        "/limits [user_id]: the limits and a user's usage\n"
+        "/ban &lt;user_id&gt;, /unban &lt;user_id&gt;: block or unblock someone\n"
+        "/stats: users, turns, the queue and the workers"
+    ),
+    "bot.description": (
+        "OmniFusion, a model that understands pictures. Send a photo with a question, a document (PDF, text, "
+        "code) or just text; I stream the answer and remember our dialog. /settings for answer length and "
+        "language, /forget to delete your data."
+    ),
+    "bot.short_description": "Photos, documents and questions, answered by the OmniFusion multimodal model.",
     "cmd.start": "What this bot does",
     "cmd.help": "How to use it",
     "cmd.new": "Start a new dialog",
     "cmd.retry": "Answer the last question again",
     "cmd.cancel": "Stop the current answer",
+    "cmd.settings": "Answer length, creativity, language",
+    "cmd.forget": "Delete everything the bot keeps about you",
     "cmd.setlimit": "Admin: set a rate limit",
     "cmd.limits": "Admin: show rate limits",
     "cmd.ban": "Admin: block a user",
@@ -42,24 +68,76 @@ EN = {
     "empty_turn": "Send me a photo or a question.",
     "unknown_command": "I don't know this command. See /help.",
     "cancel.nothing": "Nothing to cancel: I am not writing anything for you.",
-    "busy": "I am still answering your previous message. Wait for it, or send /cancel to stop it.",
+    "queued": "📝 Got it: I will answer this as soon as I finish the current answer.",
+    "busy": (
+        "I am still answering, and your next message is already waiting. Send this one again after the "
+        "answer, or /cancel to stop it."
+    ),
     "limited": "You have reached your limit of {limit}. You can write again in {wait}.",
     "banned": "You have been blocked by the bot's administrator.",
     "unsupported.sticker": "I can't read stickers. Send a photo or text instead.",
     "unsupported.voice": "I can't listen to voice or audio yet. Please type your question.",
     "unsupported.video": "I can't watch videos. Send a photo (a screenshot works) instead.",
-    "unsupported.file": "I only read pictures (JPEG, PNG, WebP, GIF) and text. This file is neither.",
+    "unsupported.file": (
+        "I read pictures (JPEG, PNG, WebP, GIF), PDFs and text files (.txt, .md, .csv, .json, source code). "
+        "This file is none of them."
+    ),
     "unsupported.other": "I understand photos and text only.",
-    "file_too_large": "This file is too large ({size} MB). Please send a picture under {max_mb} MB.",
-    "text_too_long": "The message is too long ({length} characters). Please keep it under {max_chars}.",
+    "file_too_large": "This file is too large ({size} MB). Please send one under {max_mb} MB.",
+    "text_too_long": (
+        "The message is too long ({length} characters): the model reads up to {max_chars} at once. "
+        "Please shorten it, or send it as a file."
+    ),
     "too_many_images": "That is more pictures than I can take at once. Please send up to {max_images}.",
-    "download_failed": "I could not download your picture. Please send it again.",
+    "download_failed": "I could not download your file. Please send it again.",
     "image.empty_image": "The file is empty. Please send the picture again.",
     "image.not_an_image": "This doesn't look like a picture. Please send a JPEG, PNG, WebP or GIF.",
     "image.corrupt_image": "The picture seems damaged or incomplete. Please send it again.",
     "image.image_too_large": "The picture has too many pixels. Please send a smaller one.",
     "image.image_too_big_bytes": "The file is too big. Please send a smaller or compressed picture.",
     "image.unsupported_image": "This kind of picture isn't supported. Please send it as a JPEG or PNG.",
+    "document.default_question": "Summarize this document.",
+    "document.empty": "The file {name} has no text in it.",
+    "document.encrypted": "The PDF {name} is password-protected. Please send a copy without a password.",
+    "document.no_text": (
+        "The PDF {name} has no text layer (it looks scanned). Send its pages as photos instead, "
+        "or a PDF with text in it."
+    ),
+    "document.broken": "I could not read the PDF {name}: it seems damaged. Please send it again.",
+    "document.too_slow": "Reading {name} took longer than {seconds} s, so I gave up. Please send a smaller file.",
+    "document.pages_left_out": (
+        "📄 {name} has {pages} pages: I read the first {read}, and the model sees {chars} characters of them."
+    ),
+    "document.cut": "📄 {name} is long: the model sees its first {chars} characters.",
+    "button.stop": "⏹ Stop",
+    "button.regen": "🔄 Regenerate",
+    "button.new": "✨ New dialog",
+    "button.old": "↩️ Replaced by a newer answer",
+    "button.not_yours": "Only the person who asked can use these buttons.",
+    "button.stale": "These buttons are out of date.",
+    "button.stopping": "Stopping…",
+    "button.replaced": "This answer was replaced by a newer one.",
+    "button.forget_yes": "🗑 Yes, delete",
+    "button.forget_no": "Cancel",
+    "settings.summary": (
+        "<b>Settings</b>\nAnswer length: {length}\nCreativity: {creativity}\nLanguage: {language}"
+    ),
+    "settings.length.short": "Short",
+    "settings.length.medium": "Medium",
+    "settings.length.long": "Long",
+    "settings.creativity.precise": "Precise",
+    "settings.creativity.balanced": "Balanced",
+    "settings.creativity.creative": "Creative",
+    "settings.language.auto": "As Telegram",
+    "settings.language.en": "English",
+    "settings.language.ru": "Русский",
+    "settings.saved": "Saved.",
+    "forget.confirm": (
+        "Delete everything I keep about you: our dialogs in every chat, your settings and the pictures only "
+        "you sent? This cannot be undone."
+    ),
+    "forget.done": "Done: I deleted your dialogs, settings and pictures.",
+    "forget.kept": "Nothing was deleted.",
     "status.thinking": "⏳ Thinking…",
     "status.queued": "⏳ In the queue: {ahead} ahead of you.",
     "status.next": "⏳ You are next in the queue.",
@@ -126,18 +204,44 @@ RU = {
         "• Фото с подписью или фото, а потом вопрос.\n"
         "• Альбом: все его картинки идут в один вопрос (до {max_images}).\n"
         "• Картинку можно прислать и файлом (до {max_mb} МБ).\n"
+        "• Документ: PDF (читаю до {max_pages} страниц), .txt, .md, .csv, .json или исходный код; "
+        "вопрос напишите в подписи.\n"
+        "• Текст до {max_chars} символов (столько модель читает за раз), вместе с документами.\n"
         "• В группах упомяните меня или ответьте на моё сообщение; у каждого свой диалог со мной.\n\n"
         "<b>Команды</b>\n"
         "/new: забыть диалог и начать заново\n"
         "/retry: ответить на последний вопрос ещё раз\n"
-        "/cancel: остановить ответ\n\n"
-        "Я отвечаю на одно сообщение за раз; ваш лимит: {limit}."
+        "/cancel: остановить ответ\n"
+        "/settings: длина ответа, креативность, язык\n"
+        "/forget: удалить всё, что я о вас храню\n\n"
+        "Сообщение, присланное, пока я отвечаю, станет следующим вопросом. Ваш лимит: {limit}."
     ),
+    "start.demo": (
+        "<i>Здесь работает демо-модель: маленький OmniFusion, обученный этим проектом на картинках с цветными "
+        "фигурами. Спрашивайте её о цветах, фигурах, сколько их и где они, по-русски или по-английски. Для "
+        "настоящих фотографий оператор запускает воркер с настоящими весами: MODEL_PRESET=omnifusion-1.1 и "
+        "MODEL_PATH=&lt;папка с весами&gt; (см. README).</i>"
+    ),
+    "start.admin": (
+        "<b>Вы администратор.</b> Ваши команды:\n"
+        "/setlimit &lt;user_id|all&gt; &lt;N&gt;/&lt;minute|hour|day&gt;: лимит (или default)\n"
+        "/limits [user_id]: лимиты и расход пользователя\n"
+        "/ban &lt;user_id&gt;, /unban &lt;user_id&gt;: заблокировать или разблокировать\n"
+        "/stats: пользователи, вопросы, очередь и воркеры"
+    ),
+    "bot.description": (
+        "OmniFusion, модель, которая понимает картинки. Пришлите фото с вопросом, документ (PDF, текст, код) "
+        "или просто текст; я показываю ответ по мере написания и помню наш диалог. /settings: длина ответа и "
+        "язык, /forget: удалить ваши данные."
+    ),
+    "bot.short_description": "Фото, документы и вопросы: отвечает мультимодальная модель OmniFusion.",
     "cmd.start": "Что умеет бот",
     "cmd.help": "Как пользоваться",
     "cmd.new": "Начать новый диалог",
     "cmd.retry": "Ответить на последний вопрос ещё раз",
     "cmd.cancel": "Остановить ответ",
+    "cmd.settings": "Длина ответа, креативность, язык",
+    "cmd.forget": "Удалить всё, что бот о вас хранит",
     "cmd.setlimit": "Админ: задать лимит",
     "cmd.limits": "Админ: показать лимиты",
     "cmd.ban": "Админ: заблокировать пользователя",
@@ -150,24 +254,76 @@ RU = {
     "empty_turn": "Пришлите фото или вопрос.",
     "unknown_command": "Такой команды я не знаю. Смотрите /help.",
     "cancel.nothing": "Отменять нечего: я сейчас ничего вам не пишу.",
-    "busy": "Я ещё отвечаю на ваше предыдущее сообщение. Дождитесь ответа или отправьте /cancel.",
+    "queued": "📝 Принято: отвечу на это, как только закончу текущий ответ.",
+    "busy": (
+        "Я ещё отвечаю, и следующее ваше сообщение уже ждёт. Пришлите это ещё раз после ответа "
+        "или отправьте /cancel."
+    ),
     "limited": "Вы исчерпали лимит: {limit}. Снова написать можно через {wait}.",
     "banned": "Администратор бота заблокировал вам доступ.",
     "unsupported.sticker": "Стикеры я не понимаю. Пришлите фото или текст.",
     "unsupported.voice": "Голосовые и аудио я пока не слушаю. Напишите вопрос текстом.",
     "unsupported.video": "Видео я не смотрю. Пришлите фото (подойдёт скриншот).",
-    "unsupported.file": "Я читаю только картинки (JPEG, PNG, WebP, GIF) и текст. Этот файл ни то ни другое.",
+    "unsupported.file": (
+        "Я читаю картинки (JPEG, PNG, WebP, GIF), PDF и текстовые файлы (.txt, .md, .csv, .json, код). "
+        "Этот файл ни то, ни другое."
+    ),
     "unsupported.other": "Я понимаю только фото и текст.",
-    "file_too_large": "Файл слишком большой ({size} МБ). Пришлите картинку меньше {max_mb} МБ.",
-    "text_too_long": "Сообщение слишком длинное ({length} символов). Уложитесь в {max_chars}.",
+    "file_too_large": "Файл слишком большой ({size} МБ). Пришлите файл меньше {max_mb} МБ.",
+    "text_too_long": (
+        "Сообщение слишком длинное ({length} символов): модель читает за раз до {max_chars}. "
+        "Сократите его или пришлите файлом."
+    ),
     "too_many_images": "Столько картинок сразу я не беру. Пришлите не больше {max_images}.",
-    "download_failed": "Не получилось скачать картинку. Пришлите её ещё раз.",
+    "download_failed": "Не получилось скачать файл. Пришлите его ещё раз.",
     "image.empty_image": "Файл пустой. Пришлите картинку ещё раз.",
     "image.not_an_image": "Это не похоже на картинку. Пришлите JPEG, PNG, WebP или GIF.",
     "image.corrupt_image": "Картинка повреждена или не докачалась. Пришлите её ещё раз.",
     "image.image_too_large": "В картинке слишком много пикселей. Пришлите поменьше.",
     "image.image_too_big_bytes": "Файл слишком большой. Пришлите картинку поменьше или сжатую.",
     "image.unsupported_image": "Такой формат картинки не поддерживается. Пришлите JPEG или PNG.",
+    "document.default_question": "Кратко перескажи этот документ.",
+    "document.empty": "В файле {name} нет текста.",
+    "document.encrypted": "PDF {name} защищён паролем. Пришлите копию без пароля.",
+    "document.no_text": (
+        "В PDF {name} нет текстового слоя (похоже на скан). Пришлите страницы фотографиями "
+        "или PDF с текстом."
+    ),
+    "document.broken": "Не получилось прочитать PDF {name}: похоже, он повреждён. Пришлите его ещё раз.",
+    "document.too_slow": "Чтение {name} заняло больше {seconds} с, я остановился. Пришлите файл поменьше.",
+    "document.pages_left_out": (
+        "📄 В {name} {pages} страниц: я прочитал первые {read}, и модель увидит {chars} символов из них."
+    ),
+    "document.cut": "📄 {name} длинный: модель увидит первые {chars} символов.",
+    "button.stop": "⏹ Стоп",
+    "button.regen": "🔄 Ещё раз",
+    "button.new": "✨ Новый диалог",
+    "button.old": "↩️ Заменён новым ответом",
+    "button.not_yours": "Эти кнопки только для того, кто задал вопрос.",
+    "button.stale": "Эти кнопки устарели.",
+    "button.stopping": "Останавливаю…",
+    "button.replaced": "Этот ответ заменён более новым.",
+    "button.forget_yes": "🗑 Да, удалить",
+    "button.forget_no": "Отмена",
+    "settings.summary": (
+        "<b>Настройки</b>\nДлина ответа: {length}\nКреативность: {creativity}\nЯзык: {language}"
+    ),
+    "settings.length.short": "Короткий",
+    "settings.length.medium": "Средний",
+    "settings.length.long": "Длинный",
+    "settings.creativity.precise": "Точно",
+    "settings.creativity.balanced": "Сбалансированно",
+    "settings.creativity.creative": "Творчески",
+    "settings.language.auto": "Как в Telegram",
+    "settings.language.en": "English",
+    "settings.language.ru": "Русский",
+    "settings.saved": "Сохранено.",
+    "forget.confirm": (
+        "Удалить всё, что я о вас храню: наши диалоги во всех чатах, ваши настройки и картинки, которые "
+        "присылали только вы? Это не отменить."
+    ),
+    "forget.done": "Готово: я удалил ваши диалоги, настройки и картинки.",
+    "forget.kept": "Ничего не удалено.",
     "status.thinking": "⏳ Думаю…",
     "status.queued": "⏳ В очереди: перед вами {ahead}.",
     "status.next": "⏳ Вы следующий в очереди.",

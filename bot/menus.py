@@ -13,7 +13,7 @@ from bot.locales import TEXTS
 
 log = logging.getLogger(__name__)
 
-USER_COMMANDS = ("start", "help", "new", "retry", "cancel")
+USER_COMMANDS = ("start", "help", "new", "retry", "cancel", "settings", "forget")
 ADMIN_COMMANDS = ("setlimit", "limits", "ban", "unban", "stats")
 
 
@@ -45,3 +45,16 @@ async def set_admin_menu(bot: Bot, admin_id: int) -> bool:
         log.info("admin menu not set yet for an admin chat: %s", exc.message)
         return False
     return True
+
+
+async def set_descriptions(bot: Bot) -> None:
+    """What Telegram shows in an empty chat with the bot (description) and on its profile and in shares
+    (short description), in each interface language."""
+    try:
+        for language in TEXTS:
+            code = None if language == "en" else language
+            t = Translator(language)
+            await bot.set_my_description(description=t("bot.description"), language_code=code)
+            await bot.set_my_short_description(short_description=t("bot.short_description"), language_code=code)
+    except TelegramAPIError as exc:  # decoration: a server without these methods must not stop the bot
+        log.warning("bot descriptions not set: %s", exc.message)

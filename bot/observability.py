@@ -47,6 +47,13 @@ class BotMetrics:
             buckets=(0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300),
         )
         self.inflight = Gauge("bot_answers_in_flight", "Answers being delivered right now", registry=r)
+        self.waiting_turns = Counter(
+            "bot_waiting_turns_total", "Messages kept as the next turn while an answer was written", registry=r
+        )
+        self.feedback = Counter(
+            "bot_feedback_total", "👍/👎 reactions users put on answers", ["reaction"], registry=r
+        )
+        self.buttons = Counter("bot_buttons_total", "Inline button presses, by action", ["action"], registry=r)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -12,6 +12,12 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 from bot.observability import redact_token_like
+from model.config import PRESETS
+
+# Characters per token the text limit assumes: Mistral's tokenizer gives about 3-4 for English and 2-3 for
+# Russian, so 2 is on the safe side. A text past the limit would only make the worker drop older turns or
+# answer `too_long`; the limit exists so that the user hears it first, with the number.
+CHARS_PER_TOKEN = 2
 
 WINDOWS = {"minute": 60, "hour": 3600, "day": 86400}
 
@@ -42,11 +48,19 @@ class Settings(BaseSettings):
     dialog_max_turns: int = Field(10, ge=1, le=100)  # question+answer pairs kept as context
     dialog_ttl_s: int = Field(7 * 86400, ge=60)  # a dialog nobody touches for this long is forgotten
     system_prompt: str = ""  # optional system message put before every dialog
-    max_text_chars: int = Field(3000, ge=1)
+    # The model's context in tokens (the tiny preset 2048, omnifusion-1.1 4096, demo 1024): the text limit
+    # follows it unless MAX_TEXT_CHARS is set.
+    model_context_tokens: int = Field(PRESETS["tiny"].llm_max_context, ge=256)
+    max_text_chars: int | None = Field(None, ge=1)  # unset: (context - MAX_NEW_TOKENS) x 2 characters
+    # Telegram splits a long paste into several messages: a message this long waits PASTE_WAIT_S for the rest.
+    paste_min_chars: int = Field(3500, ge=1)
+    paste_wait_s: float = Field(1.5, gt=0)
     max_file_bytes: int = Field(20 * 1024 * 1024, ge=1, le=20 * 1024 * 1024)  # getFile cannot go above 20 MB
     max_image_pixels: int = Field(40_000_000, ge=1)
     max_images_per_turn: int = Field(4, ge=1, le=10)  # an album has up to 10 items
     album_wait_s: float = Field(0.8, gt=0)  # album items arrive as separate updates: wait this long for more
+    document_max_pages: int = Field(30, ge=1)  # PDF pages read at most (the rest is left out, with a note)
+    document_timeout_s: float = Field(15.0, gt=0)  # reading one document, in a separate process, at most
 
     # --- jobs ---------------------------------------------------------------------------------------------
     job_timeout_s: float = Field(600, gt=0)  # the job's deadline: a turn waits for a worker this long at most
@@ -60,6 +74,9 @@ class Settings(BaseSettings):
     message_max_chars: int = Field(4096, ge=100, le=4096)  # longer answers continue in further messages
     # Sends and edits per second for the whole bot, under Telegram's ~30/s: finals wait, progress edits skip.
     max_messages_per_second: float = Field(25, gt=0)
+    # Private chats stream the answer as a draft (sendMessageDraft, Bot API 9.3+) with a stop button and
+    # persist it with one sendMessage; false (or a server without drafts) edits a placeholder, as in groups.
+    stream_drafts: bool = True
 
     # --- running --------------------------------------------------------------------------------------------
     webhook_url: str | None = None  # public https URL Telegram posts to; unset = long polling
@@ -96,7 +113,9 @@ class Settings(BaseSettings):
     def _upper_level(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
 
-    @field_validator("telegram_api_url", "webhook_url", "webhook_secret", "metrics_port", mode="before")
+    @field_validator(
+        "telegram_api_url", "webhook_url", "webhook_secret", "metrics_port", "max_text_chars", mode="before"
+    )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value
@@ -122,6 +141,13 @@ class Settings(BaseSettings):
     def image_ttl_s(self) -> int:
         # Images must outlive every dialog and job that may still refer to them.
         return self.dialog_ttl_s + int(self.job_timeout_s) + 3600
+
+    @property
+    def text_limit(self) -> int:
+        """Characters a turn's text may have: what fits the model's context beside the answer."""
+        if self.max_text_chars is not None:
+            return self.max_text_chars
+        return max(500, (self.model_context_tokens - self.max_new_tokens) * CHARS_PER_TOKEN)
 
     @property
     def generation_params(self) -> dict[str, float | int]:

@@ -1,5 +1,7 @@
 """Fixtures for the bot tests, loaded with `pytest_plugins = ["tests.bot_fixtures"]` (the shared conftest
-stays the lead's): `telegram` (the local Bot API server), `harness` (the bot), `scripted` (a scripted worker)."""
+stays the lead's): `telegram` (the local Bot API server), `harness` (the bot: private chats stream drafts), `edits_harness` (the
+bot with STREAM_DRAFTS=false: every chat streams by editing a placeholder, as groups do and as drafts fall back
+to), `scripted` (a scripted worker)."""
 
 from __future__ import annotations
 
@@ -18,6 +20,13 @@ async def telegram():
 @pytest.fixture
 async def harness(telegram, redis_url):
     bot = BotUnderTest(telegram, redis_url)
+    yield bot
+    await bot.stop()
+
+
+@pytest.fixture
+async def edits_harness(telegram, redis_url):
+    bot = BotUnderTest(telegram, redis_url, stream_drafts=False)
     yield bot
     await bot.stop()
 

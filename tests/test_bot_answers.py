@@ -12,7 +12,7 @@ from local_bot_api.formatting import format_text
 from model import protocol
 from tests.bot_harness import BotUnderTest, ScriptedWorker, png
 
-pytest_plugins = ["tests.bot_fixtures"]  # telegram, harness, scripted
+pytest_plugins = ["tests.bot_fixtures"]  # telegram, harness, edits_harness, scripted
 
 
 def stream(*pieces: str, pause: float = 0.0, finish: str = "stop") -> list[dict]:
@@ -30,12 +30,12 @@ async def ask(harness, telegram, user_id, text="question"):
     return sent
 
 
-async def test_answer_grows_by_throttled_edits(harness, telegram, redis_url):
+async def test_answer_grows_by_throttled_edits(edits_harness, telegram, redis_url):
     pieces = [f"word{i} " for i in range(30)]
     async with ScriptedWorker(redis_url, lambda job: stream(*pieces, pause=0.1)):
         user = await telegram.create_user(language_code="en")
-        await ask(harness, telegram, user.id)
-        await harness.finish_answers()
+        await ask(edits_harness, telegram, user.id)
+        await edits_harness.finish_answers()
     [answer] = telegram.bot_messages(user.id)
     assert answer.text == "".join(pieces).strip()
     assert answer.edit_count >= 2  # it grew while being written
@@ -68,20 +68,20 @@ async def test_long_answer_continues_in_more_messages(harness, telegram, redis_u
     assert any(e["type"] == "pre" for m in messages for e in m.entities)  # the code block stays code
 
 
-async def test_flood_control_is_honoured_and_the_answer_still_arrives(harness, telegram, redis_url):
+async def test_flood_control_is_honoured_and_the_answer_still_arrives(edits_harness, telegram, redis_url):
     async with ScriptedWorker(redis_url, lambda job: stream(*[f"part{i} " for i in range(20)], pause=0.1)):
         user = await telegram.create_user(language_code="en")
-        await ask(harness, telegram, user.id)
+        await ask(edits_harness, telegram, user.id)
         await telegram.wait_for(lambda: "part" in (telegram.bot_messages(user.id)[0].text or ""), 10)
         telegram.inject_retry_after(retry_after=2, seconds=2)  # every call for 2 s answers 429
-        await harness.finish_answers()
+        await edits_harness.finish_answers()
     [answer] = telegram.bot_messages(user.id)
     assert answer.text == "".join(f"part{i} " for i in range(20)).strip()
     calls = [r for r in telegram.call_log if r.chat_id == user.id and r.method.lower() != "sendchataction"]
     first_429 = next(r.at for r in calls if r.status == 429)
     during_wait = [r for r in calls if first_429 < r.at < first_429 + 1.9]
     assert during_wait == []  # the chat was left alone for retry_after: no 429 storm
-    assert harness.metrics.telegram_retry_after._value.get() >= 1
+    assert edits_harness.metrics.telegram_retry_after._value.get() >= 1
 
 
 async def test_after_a_429_one_call_waits_and_the_others_queue_behind_it(harness, telegram):
@@ -160,35 +160,35 @@ async def test_restart_event_drops_what_was_streamed(harness, telegram, redis_ur
     assert (await harness.dialogs.messages(user.id, user.id))[1]["content"][0]["text"] == "Second try."
 
 
-async def test_cancel_stops_the_answer_and_retry_asks_again(harness, telegram, redis_url):
+async def test_cancel_stops_the_answer_and_retry_asks_again(edits_harness, telegram, redis_url):
     slow = stream(*[f"w{i} " for i in range(100)], pause=0.05)
     async with ScriptedWorker(redis_url, lambda job: slow) as worker:
         user = await telegram.create_user(language_code="en")
-        await ask(harness, telegram, user.id, "tell me a long story")
+        await ask(edits_harness, telegram, user.id, "tell me a long story")
         await telegram.wait_for(lambda: "w3" in (telegram.bot_messages(user.id)[0].text or ""), 10)
-        await ask(harness, telegram, user.id, "/cancel")
-        await harness.finish_answers()
+        await ask(edits_harness, telegram, user.id, "/cancel")
+        await edits_harness.finish_answers()
         [answer] = telegram.bot_messages(user.id)
         assert answer.text.endswith("⏹ Stopped.") and "w99" not in answer.text
-        assert await harness.dialogs.messages(user.id, user.id) == []  # a stopped answer is not context
-        assert await harness.redis.exists(protocol.cancel_key(worker.jobs[0].id))
+        assert await edits_harness.dialogs.messages(user.id, user.id) == []  # a stopped answer is not context
+        assert await edits_harness.redis.exists(protocol.cancel_key(worker.jobs[0].id))
 
         worker.script = lambda job: stream("Short ", "story.")
-        await ask(harness, telegram, user.id, "/retry")
-        await harness.finish_answers()
+        await ask(edits_harness, telegram, user.id, "/retry")
+        await edits_harness.finish_answers()
         assert worker.jobs[1].messages[-1] == worker.jobs[0].messages[-1]
-        await ask(harness, telegram, user.id, "/retry")
-        await harness.finish_answers()
-        assert len(await harness.dialogs.messages(user.id, user.id)) == 2  # replaced, not appended
+        await ask(edits_harness, telegram, user.id, "/retry")
+        await edits_harness.finish_answers()
+        assert len(await edits_harness.dialogs.messages(user.id, user.id)) == 2  # replaced, not appended
 
 
-async def test_offline_model_keeps_the_turn_and_answers_when_a_worker_comes(harness, telegram, redis_url):
+async def test_offline_model_keeps_the_turn_and_answers_when_a_worker_comes(edits_harness, telegram, redis_url):
     user = await telegram.create_user(language_code="en")
-    await ask(harness, telegram, user.id)
+    await ask(edits_harness, telegram, user.id)
     await telegram.wait_for(lambda: "offline" in telegram.bot_messages(user.id)[0].text, 10)
     assert "until" in telegram.bot_messages(user.id)[0].text
     async with ScriptedWorker(redis_url):
-        await harness.finish_answers()
+        await edits_harness.finish_answers()
     assert telegram.bot_messages(user.id)[0].text == "Hello there."
 
 
@@ -203,36 +203,36 @@ async def test_turn_expires_when_no_worker_comes(harness, telegram, monkeypatch)
     assert await harness.access.inflight(user.id) is None
 
 
-async def test_queue_position_is_shown_and_updated(harness, telegram, redis_url):
-    await harness.redis.set(protocol.heartbeat_key("busy"), 1, ex=60)  # alive, but not taking jobs yet
+async def test_queue_position_is_shown_and_updated(edits_harness, telegram, redis_url):
+    await edits_harness.redis.set(protocol.heartbeat_key("busy"), 1, ex=60)  # alive, but not taking jobs yet
     users = [await telegram.create_user(language_code="en") for _ in range(3)]
     for user in users:
-        await ask(harness, telegram, user.id)
+        await ask(edits_harness, telegram, user.id)
     last = users[-1].id
     await telegram.wait_for(
         lambda: telegram.bot_messages(last)[0].text == "⏳ In the queue: 2 ahead of you.", 10
     )
     async with ScriptedWorker(redis_url):
-        await harness.finish_answers()
+        await edits_harness.finish_answers()
     assert all(telegram.bot_messages(u.id)[0].text == "Hello there." for u in users)
 
 
-async def test_user_who_blocked_the_bot_breaks_nothing(harness, telegram, redis_url):
+async def test_user_who_blocked_the_bot_breaks_nothing(edits_harness, telegram, redis_url):
     async with ScriptedWorker(
         redis_url, lambda job: stream(*[f"x{i} " for i in range(60)], pause=0.05)
     ) as worker:
         gone = await telegram.create_user(language_code="en")
         other = await telegram.create_user(language_code="en")
-        await ask(harness, telegram, gone.id)
+        await ask(edits_harness, telegram, gone.id)
         await telegram.wait_for(lambda: "x2" in (telegram.bot_messages(gone.id)[0].text or ""), 10)
         await telegram.block(gone.id)
-        await ask(harness, telegram, other.id)
-        await harness.finish_answers()
-        assert await harness.redis.exists(
+        await ask(edits_harness, telegram, other.id)
+        await edits_harness.finish_answers()
+        assert await edits_harness.redis.exists(
             protocol.cancel_key(worker.jobs[0].id)
         )  # the worker is told to stop
     assert telegram.bot_messages(other.id)[0].text.startswith("x0 x1")
-    assert await harness.access.inflight(gone.id) is None
+    assert await edits_harness.access.inflight(gone.id) is None
 
 
 async def test_refused_html_falls_back_to_plain_text(harness, telegram, monkeypatch):
@@ -253,14 +253,17 @@ async def test_bot_restart_mid_answer_resumes_the_same_message(telegram, redis_u
     async with ScriptedWorker(redis_url, lambda job: stream(*[f"p{i} " for i in range(40)], pause=0.05)):
         await telegram.send_photo(user.id, png(), caption="describe")
         await first.pump()
-        await telegram.wait_for(lambda: "p1" in (telegram.bot_messages(user.id)[0].text or ""), 10)
+        # a private chat: the answer streams as a draft, and the restarted bot carries on with the same draft
+        await telegram.wait_for(lambda: "p1" in getattr(telegram.draft(user.id), "text", ""), 10)
         await first.stop()  # like SIGTERM mid-answer
         second = BotUnderTest(telegram, redis_url)
         await second.startup()  # resumes answers in flight
         await second.finish_answers()
         await second.stop()
-    [answer] = telegram.bot_messages(user.id)
-    assert answer.text == "".join(f"p{i} " for i in range(40)).strip()
+    [answer] = telegram.bot_messages(user.id)  # one message: the draft was never a message
+    assert answer.text == "".join(f"p{i} " for i in range(40)).strip() and answer.edit_count == 0
+    assert {r.chat_id for r in telegram.call_log if r.method == "sendMessageDraft"} == {user.id}
+    assert telegram.draft(user.id) is None  # the final message ended the draft
     assert len(await second.dialogs.messages(user.id, user.id)) == 2
 
 

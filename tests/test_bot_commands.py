@@ -41,10 +41,15 @@ async def test_startup_sets_menus_for_everyone_and_for_admins(harness, telegram)
     await harness.startup()
     user_menu = [c["command"] for c in telegram.commands_for(user.id, user.id, "ru")]
     admin_menu = [c["command"] for c in telegram.commands_for(admin.id, admin.id, "en")]
-    assert user_menu == ["start", "help", "new", "retry", "cancel"]
+    assert user_menu == ["start", "help", "new", "retry", "cancel", "settings", "forget"]
     assert admin_menu == user_menu + ["setlimit", "limits", "ban", "unban", "stats"]
     ru_descriptions = {c["description"] for c in telegram.commands_for(user.id, user.id, "ru")}
     assert "Начать новый диалог" in ru_descriptions
+    # what an empty chat with the bot and its profile show, in English (the default) and Russian
+    descriptions = telegram.bot().descriptions
+    assert "OmniFusion" in descriptions[("description", "")]
+    assert "модель" in descriptions[("description", "ru")]
+    assert 0 < len(descriptions[("short_description", "ru")]) <= 120
 
 
 async def test_unknown_command_and_cancel_without_answer(harness, telegram):
@@ -160,3 +165,29 @@ async def test_a_failing_handler_answers_briefly_and_the_bot_carries_on(harness,
     assert reply.startswith("⚠️ У меня что-то сломалось") and "Traceback" not in reply
     monkeypatch.undo()
     assert "Как со мной общаться" in (await said(harness, telegram, user.id, "/help"))[0]
+
+
+async def test_an_admins_start_lists_the_admin_commands(harness, telegram):
+    admin = await telegram.create_user(user_id=ADMIN_ID, language_code="en")
+    user = await telegram.create_user(language_code="en")
+    [admin_start] = await said(harness, telegram, admin.id, "/start")
+    [user_start] = await said(harness, telegram, user.id, "/start")
+    for command in ("/setlimit", "/limits", "/ban", "/unban", "/stats"):
+        assert command in admin_start and command not in user_start
+    assert "You are an administrator" in admin_start
+
+
+async def test_start_on_the_demo_model_says_what_it_knows(harness, telegram):
+    import json
+
+    from model import protocol
+
+    en = await telegram.create_user(language_code="en")
+    ru = await telegram.create_user(language_code="ru")
+    assert "demo model" not in (await said(harness, telegram, en.id, "/start"))[0]  # no worker: nothing said
+    await harness.redis.set(protocol.heartbeat_key("w1"), json.dumps({"name": "w1", "preset": "demo"}), ex=60)
+    harness.queue._presets = (0.0, frozenset())  # as when the cache has aged
+    [text] = await said(harness, telegram, en.id, "/start")
+    assert "demo model" in text and "shapes" in text and "MODEL_PATH" in text
+    [text] = await said(harness, telegram, ru.id, "/start")
+    assert "демо-модель" in text and "фигур" in text and "MODEL_PATH" in text

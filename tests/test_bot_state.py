@@ -57,11 +57,14 @@ async def test_answer_arriving_after_new_is_not_appended(redis_url):
 async def test_images_are_stored_once_and_kept_alive_while_referred_to(redis_url):
     redis = Redis.from_url(redis_url)
     dialogs = DialogStore(redis, 10, 100, 500)
-    key = await dialogs.store_image(b"picture bytes")
+    key = await dialogs.store_image(b"picture bytes", sender=7)
     assert key == protocol.image_key_for(b"picture bytes")
     await redis.expire(key, 5)
-    assert await dialogs.store_image(b"picture bytes") == key  # sent again: TTL refreshed, not rewritten
+    assert await dialogs.store_image(b"picture bytes", sender=8) == key  # sent again: TTL refreshed, not rewritten
     assert await redis.ttl(key) > 400
+    # who sent it is kept, for /forget: a picture two people sent stays until both forgot
+    assert await redis.smembers(keys.picture_senders(key)) == {b"7", b"8"}
+    assert await redis.smembers(keys.pictures_of(7)) == {key.encode()}
     await redis.expire(key, 5)
     gone = await dialogs.keep_images_alive(
         [user_turn("q", key), user_turn("q2", protocol.image_key("0" * 64))]
@@ -155,7 +158,7 @@ async def test_queue_position_counts_undelivered_jobs_ahead(redis_url):
     redis = Redis.from_url(redis_url)
     queue = JobSubmitter(redis)
     queue.CACHE_S = 0  # look at Redis every time (the bot caches for a second)
-    entries = [await queue.submit(protocol.new_job([user_turn(f"q{i}")])) for i in range(4)]
+    entries = [await queue.submit(protocol.new_job([user_turn(f"q{i}")]), owner=7) for i in range(4)]
     assert [await queue.ahead_of(e) for e in entries] == [0, 1, 2, 3]  # no worker group yet: all wait
     await redis.xgroup_create(protocol.JOBS_STREAM, protocol.GROUP, id="0")
     await redis.xreadgroup(protocol.GROUP, "w1", {protocol.JOBS_STREAM: ">"}, count=2)  # a worker takes 2

@@ -15,7 +15,11 @@ from tests.bot_harness import BOT_USERNAME, ScriptedWorker, png
 pytest_plugins = ["tests.bot_fixtures"]  # telegram, harness, scripted
 
 
-BUSY = "I am still answering your previous message. Wait for it, or send /cancel to stop it."
+QUEUED = "📝 Got it: I will answer this as soon as I finish the current answer."
+BUSY = (
+    "I am still answering, and your next message is already waiting. Send this one again after the answer, "
+    "or /cancel to stop it."
+)
 
 
 async def bot_texts(telegram, chat_id, after):
@@ -41,7 +45,9 @@ async def test_photo_with_caption_becomes_one_job_and_one_answer(harness, telegr
     assert 0 < await harness.redis.ttl(image["key"]) <= harness.settings.image_ttl_s
     [answer] = telegram.bot_messages(user.id)
     assert answer.text == "Hello there." and answer.data["reply_to_message"]["message_id"] == sent.message_id
-    assert answer.history[0]["text"] == "⏳ Thinking…"  # the placeholder, edited into the answer
+    # a private chat: "Thinking…" and the text as it grows are the chat's draft; the answer is one new message
+    assert answer.edit_count == 0 and telegram.calls["sendMessageDraft"] >= 1
+    assert telegram.draft(user.id) is None
     assert job.deadline and job.params == harness.settings.generation_params
 
 
@@ -126,16 +132,24 @@ async def test_refusals_are_short_clear_and_free(harness, telegram, scripted):
         (telegram.send_voice(user.id), "I can't listen to voice"),
         (telegram.send_video(user.id), "I can't watch videos"),
         (
+            telegram.send_document(user.id, b"PK\x03\x04", file_name="a.zip", mime_type="application/zip"),
+            "I read pictures (JPEG, PNG, WebP, GIF), PDFs and text files",
+        ),
+        (
             telegram.send_document(user.id, b"%PDF-1.4", file_name="a.pdf", mime_type="application/pdf"),
-            "I only read pictures",
+            "I could not read the PDF a.pdf",
         ),
         (
             telegram.send_document(
                 user.id, b"x", file_name="huge.png", mime_type="image/png", file_size=30 * 2**20
             ),
-            "This file is too large (30.0 MB). Please send a picture under 20 MB.",
+            "This file is too large (30.0 MB). Please send one under 20 MB.",
         ),
-        (telegram.send_text(user.id, "x" * 3001), "The message is too long (3001 characters)"),
+        (
+            telegram.send_text(user.id, "x" * (harness.settings.text_limit + 1)),
+            f"The message is too long ({harness.settings.text_limit + 1} characters): the model reads up to "
+            f"{harness.settings.text_limit} at once",
+        ),
         (
             telegram.send_document(
                 user.id, b"not an image at all", file_name="fake.png", mime_type="image/png"
@@ -158,7 +172,8 @@ async def test_refusals_are_short_clear_and_free(harness, telegram, scripted):
 
 
 async def test_too_many_pixels(harness, telegram, scripted):
-    harness.turns.pictures.limits = type(harness.turns.pictures.limits)(max_pixels=100 * 100)
+    pictures = harness.turns.content.pictures
+    pictures.limits = type(pictures.limits)(max_pixels=100 * 100)
     user = await telegram.create_user(language_code="en")
     sent = await telegram.send_document(user.id, png(300, 300), file_name="big.png", mime_type="image/png")
     await harness.pump()
@@ -215,25 +230,30 @@ async def test_question_in_reply_to_someone_elses_photo(harness, telegram, scrip
     assert len(image_parts(scripted.jobs[0])) == 1
 
 
-async def test_one_answer_in_flight_per_user(harness, telegram, redis_url):
+async def test_one_answer_in_flight_per_user_and_one_waiting_turn(harness, telegram, redis_url):
     slow = [protocol.delta_event("Working"), {"sleep": 0.5}, protocol.done_event("Working on it.", "stop", 3)]
     async with ScriptedWorker(redis_url, lambda job: slow) as worker:
         user = await telegram.create_user(language_code="en")
         for i in range(5):
             await telegram.send_text(user.id, f"question {i}")
-        await harness.pump()  # all five at once
+        await harness.pump()  # all five at once: one is answered, one waits, three are turned away
         replies = [m.text for m in telegram.bot_messages(user.id)]
+        assert replies.count(QUEUED) == 1  # the user is told their message is the next turn
         assert replies.count(BUSY) == 1  # told once per answer in flight, however many messages follow
         await harness.finish_answers()
-        assert len(worker.jobs) == 1
+        assert len(worker.jobs) == 2  # the waiting turn was asked as soon as the first answer was done
+        asked = [job.messages[-1]["content"][-1]["text"] for job in worker.jobs]
+        assert asked[0].startswith("question ") and asked[1].startswith("question ") and asked[0] != asked[1]
+        assert [m["role"] for m in worker.jobs[1].messages] == ["user", "assistant", "user"]  # in the dialog
         for i in range(3):
             await telegram.send_text(user.id, f"next one {i}")
         await harness.pump()
         await harness.finish_answers()
-        assert len(worker.jobs) == 2  # free again once the answer is done
+        assert len(worker.jobs) == 4  # free again once the answers were done
         assert [m.text for m in telegram.bot_messages(user.id)].count(BUSY) == 2  # a new answer: told again
-    assert harness.metrics.refusals.labels(reason="busy")._value.get() == 6  # every refusal is counted
-
+    assert harness.metrics.refusals.labels(reason="busy")._value.get() == 4  # every refusal is counted
+    assert harness.metrics.waiting_turns._value.get() == 2
+    assert await harness.redis.exists(keys.waiting_turn(user.id)) == 0
 
 async def test_a_flood_from_a_limited_user_gets_one_notice_per_window(harness, telegram, scripted):
     user = await telegram.create_user(language_code="en")

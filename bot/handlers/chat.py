@@ -1,4 +1,5 @@
-"""Turns: photos, pictures sent as files, albums, text. Everything else gets a short clear reply.
+"""Turns: photos, pictures and documents sent as files, albums, text (a long paste Telegram split into
+several messages is one). Everything else gets a short clear reply.
 
 In groups this router only sees messages addressed to the bot (a mention or a reply to it)."""
 
@@ -9,7 +10,7 @@ from aiogram.types import Message
 
 from bot.filters import AddressedToBot
 from bot.i18n import Translator
-from bot.middlewares.albums import AlbumMiddleware
+from bot.middlewares.albums import AlbumMiddleware, PasteMiddleware
 from bot.services.outbox import Outbox
 from bot.services.turns import TurnService
 
@@ -20,9 +21,10 @@ _UNSUPPORTED = (
 )
 
 
-def create_router(album_wait_s: float) -> Router:
+def create_router(album_wait_s: float, paste_min_chars: int, paste_wait_s: float) -> Router:
     router = Router(name="chat")
     router.message.outer_middleware(AlbumMiddleware(album_wait_s))
+    router.message.outer_middleware(PasteMiddleware(paste_wait_s, paste_min_chars))
     router.message.filter(AddressedToBot())
 
     @router.message(F.text.startswith("/"))

@@ -21,8 +21,10 @@ from bot import keys
 from bot.settings import parse_limit
 
 _ADMIT = """
--- KEYS: banned set, in-flight record, rate log, user limit, global limit, busy notice, limited notice, ban notice
--- ARGV: user id, now (ms), turn id, in-flight JSON, in-flight TTL (s), default N, default window (s), exempt
+-- KEYS: banned set, in-flight record, rate log, user limit, global limit, busy notice, limited notice, ban
+--       notice, waiting turn
+-- ARGV: user id, now (ms), turn id, in-flight JSON, in-flight TTL (s), default N, default window (s), exempt,
+--       the turn to keep for later if an answer is being written ('' = none)
 -- Returns {verdict, tell, ...}: tell = 1 when the user is to be told (once per answer in flight, once per
 -- rate-limit window, once an hour when banned), so a flood of messages earns one notice, not a flood.
 if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1 then
@@ -32,6 +34,7 @@ local current = redis.call('GET', KEYS[2])
 if current then
   local ok, record = pcall(cjson.decode, current)
   local job = (ok and type(record) == 'table' and record['job_id']) or current
+  if ARGV[9] ~= '' and redis.call('SET', KEYS[9], ARGV[9], 'EX', ARGV[5], 'NX') then return {'queued', 1} end
   if redis.call('GET', KEYS[6]) == job then return {'busy', 0} end
   redis.call('SET', KEYS[6], job, 'EX', ARGV[5])
   return {'busy', 1}
@@ -78,7 +81,7 @@ return nil
 
 @dataclass
 class Admission:
-    verdict: str  # ok | banned | busy | limited
+    verdict: str  # ok | queued (kept as the next turn) | banned | busy | limited
     tell: bool = True  # False: this user was told already (this answer, this window, this hour)
     retry_in_s: float = 0.0
     limit: tuple[int, int] | None = None  # (N, window seconds) that refused the turn
@@ -100,9 +103,13 @@ class AccessControl:
     def is_admin(self, user_id: int) -> bool:
         return user_id in self.admin_ids
 
-    async def admit(self, user_id: int, record: dict[str, Any], ttl_s: int) -> Admission:
+    async def admit(
+        self, user_id: int, record: dict[str, Any], ttl_s: int, later: dict[str, Any] | None = None
+    ) -> Admission:
         """Check ban, one-in-flight and rate limit; when all pass, count the turn and store `record` (which
-        must carry `job_id`) as the user's in-flight answer. Admins are not rate limited."""
+        must carry `job_id`) as the user's in-flight answer. Admins are not rate limited. While an answer is
+        being written, `later` (the turn itself, as JSON-able data) is kept as the user's next turn if none
+        is kept yet: verdict `queued`."""
         n, window = self.default_limit
         verdict, tell, *rest = await self._admit(
             keys=[
@@ -114,6 +121,7 @@ class AccessControl:
                 keys.notice(user_id, "busy"),
                 keys.notice(user_id, "limited"),
                 keys.ban_notice(user_id),
+                keys.waiting_turn(user_id),
             ],
             args=[
                 user_id,
@@ -124,6 +132,7 @@ class AccessControl:
                 n,
                 window,
                 int(self.is_admin(user_id)),
+                json.dumps(later, ensure_ascii=False) if later else "",
             ],
         )
         verdict, tell = verdict.decode(), bool(tell)
@@ -149,6 +158,14 @@ class AccessControl:
 
     async def release(self, user_id: int, job_id: str) -> None:
         await self._release(keys=[keys.inflight(user_id)], args=[job_id])
+
+    async def take_waiting(self, user_id: int) -> dict[str, Any] | None:
+        """The turn kept while the last answer was written (removed: it is taken once)."""
+        raw = await self.redis.getdel(keys.waiting_turn(user_id))
+        return json.loads(raw) if raw else None
+
+    async def drop_waiting(self, user_id: int) -> bool:
+        return bool(await self.redis.delete(keys.waiting_turn(user_id)))
 
     async def all_inflight(self) -> list[dict[str, Any]]:
         records = []

@@ -9,19 +9,23 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from aiogram import Bot
+from aiogram.types import InlineKeyboardMarkup
 from aiogram.utils.chat_action import ChatActionSender
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from bot.formatting import TELEGRAM_TEXT_LIMIT, has_visible_text
 from bot.i18n import Translator
+from bot.keyboards import answer_keyboard, stop_keyboard
 from bot.observability import BotMetrics, UserHasher
 from bot.services.access import AccessControl
+from bot.services.answers import AnswerRegistry
 from bot.services.dialogs import DialogStore
 from bot.services.jobs import JobSubmitter
 from bot.services.message_chain import MessageChain
@@ -37,6 +41,7 @@ DEADLINE_GRACE_S = 30.0  # a live worker answers `expired` itself; give it time 
 STALL_S = 120.0  # past the deadline, a taken job with no event for this long is given up
 CANCEL_WAIT_S = 15.0  # how long a worker may take to acknowledge /cancel
 AHEAD_CAP = 100  # queue positions beyond this show as "100+": counting further costs and tells nothing
+DRAFT_REFRESH_S = 20.0  # a draft vanishes 30 s after its last update: a waiting one is shown again before
 
 
 @dataclass
@@ -63,9 +68,11 @@ class AnswerDelivery:
         metrics: BotMetrics,
         hash_user: UserHasher,
         replies: ReplyReader,
+        answers: AnswerRegistry,
         message_limit: int = TELEGRAM_TEXT_LIMIT,
     ):
         self.bot = bot
+        self.answers = answers
         self.replies = replies
         self.message_limit = message_limit
         self.access = access
@@ -75,6 +82,8 @@ class AnswerDelivery:
         self.metrics = metrics
         self.hash_user = hash_user
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        # Set by TurnService: starts the turn a user sent while their answer was written, once it is done.
+        self.next_turn: Callable[[int], Awaitable[None]] | None = None
 
     @property
     def active(self) -> int:
@@ -113,6 +122,12 @@ class AnswerDelivery:
             log.info("resumed %d answers in flight", resumed)
         return resumed
 
+    async def wait_done(self, job_id: str, within_s: float) -> None:
+        """Until this answer's delivery has ended (or `within_s` passed)."""
+        task = self._tasks.get(job_id)
+        if task is not None:
+            await asyncio.wait([task], timeout=within_s)
+
     async def wait_idle(self) -> None:
         while self._tasks:
             await asyncio.gather(*self._tasks.values(), return_exceptions=True)
@@ -139,8 +154,8 @@ class AnswerDelivery:
         started = time.monotonic()
         t = Translator(record.get("lang", "en"))
 
-        async def remember_messages(ids: list[int]) -> None:
-            record["message_ids"] = ids
+        async def remember(changed: MessageChain) -> None:
+            record["message_ids"], record["draft_id"] = changed.message_ids, changed.draft_id
             await self.access.update_inflight(record)
 
         chain = MessageChain(
@@ -149,15 +164,16 @@ class AnswerDelivery:
             record.get("message_ids", []),
             record.get("reply_to"),
             record.get("thread_id"),
-            remember_messages,
+            remember,
             self.message_limit,
+            draft_id=record.get("draft_id"),
         )
         try:
             async with ChatActionSender.typing(
                 bot=self.bot, chat_id=record["chat_id"], message_thread_id=record.get("thread_id")
             ):
                 outcome = await self._follow(record, chain, t)
-            await self._show_outcome(outcome, chain, t)
+            await self._show_outcome(record, outcome, chain, t)
         except ChatGone:
             outcome = Outcome("chat_gone")
             await self.queue.cancel(record["job_id"])  # nobody to show it to: stop the worker too
@@ -168,7 +184,7 @@ class AnswerDelivery:
             self.metrics.errors.labels(where="delivery").inc()
             outcome = Outcome("failed")
             await self._try_show_failure(chain, t)
-        await self._finish(record, outcome, started)
+        await self._finish(record, outcome, started, chain.message_ids)
 
     async def _follow(self, record: dict[str, Any], chain: MessageChain, t: Translator) -> Outcome:
         subscription = self.replies.subscribe(protocol.reply_key(record["job_id"]))
@@ -181,7 +197,8 @@ class AnswerDelivery:
         self, record: dict[str, Any], chain: MessageChain, t: Translator, subscription: Subscription
     ) -> Outcome:
         text, dirty, taken = "", False, False
-        shown_status, next_check = None, 0.0
+        shown_status, next_check, status_shown_at = None, 0.0, 0.0
+        stop = stop_keyboard(t, record["user_id"], record["job_id"])
         last_event = time.time()
         watch = _CancelWatch()
         while True:
@@ -211,7 +228,7 @@ class AnswerDelivery:
                 if record.get("first_text_at") is None:
                     record["first_text_at"] = time.time()
                     self.metrics.first_text_latency.observe(time.time() - record["received"])
-                dirty = not await chain.show(text, markdown=True, final=False)
+                dirty = not await chain.show(text, markdown=True, final=False, keyboard=self._stop(chain, stop))
 
             now = time.time()
             if now < next_check:
@@ -222,8 +239,11 @@ class AnswerDelivery:
                 taken = ahead is None
                 if not text:
                     status = await self._status(ahead, record["deadline"], t)
-                    if status != shown_status and await chain.show(status, markdown=False, final=False):
-                        shown_status = status
+                    stale_draft = chain.draft_id is not None and now - status_shown_at > DRAFT_REFRESH_S
+                    if (status != shown_status or stale_draft) and await chain.show(
+                        status, markdown=False, final=False, keyboard=self._stop(chain, stop)
+                    ):
+                        shown_status, status_shown_at = status, now
                 ended = await self._check_cancel_and_deadline(record, watch, taken, text, now - last_event)
                 if ended is None and not await self.queue.exists(record["entry_id"]):
                     # Redis came back without its data: the job is gone and no worker will answer it. (An
@@ -257,6 +277,11 @@ class AnswerDelivery:
             return Outcome("expired" if offline else "timeout", text=text)
         return None
 
+    @staticmethod
+    def _stop(chain: MessageChain, keyboard: InlineKeyboardMarkup) -> InlineKeyboardMarkup | None:
+        """⏹ under an answer written by edits; a draft has Telegram's own stop button."""
+        return keyboard if chain.draft_id is None else None
+
     async def _status(self, ahead: int | None, deadline: float, t: Translator) -> str:
         if ahead is None:
             return t("status.thinking")
@@ -267,14 +292,17 @@ class AnswerDelivery:
             return t("status.next")
         return t("status.queued", ahead=f"{ahead}+" if ahead >= AHEAD_CAP else ahead)
 
-    async def _show_outcome(self, outcome: Outcome, chain: MessageChain, t: Translator) -> None:
+    async def _show_outcome(
+        self, record: dict[str, Any], outcome: Outcome, chain: MessageChain, t: Translator
+    ) -> None:
+        buttons = answer_keyboard(t, record["user_id"], record["job_id"])  # 🔄 and ✨ under every ending
         if outcome.kind == "done":
-            await chain.show(outcome.text, markdown=True, final=True, if_empty=t("answer.empty"))
+            await chain.show(outcome.text, markdown=True, final=True, if_empty=t("answer.empty"), keyboard=buttons)
             return
         if outcome.kind == "cancelled":
             body = outcome.text.strip()
             body = f"{body}\n\n{t('answer.cancelled')}" if has_visible_text(body) else t("answer.cancelled")
-            await chain.show(body, markdown=True, final=True, if_empty=t("answer.cancelled"))
+            await chain.show(body, markdown=True, final=True, if_empty=t("answer.cancelled"), keyboard=buttons)
             return
         if outcome.kind == "error":
             key = f"error.{outcome.code}"
@@ -283,7 +311,7 @@ class AnswerDelivery:
             message = t("answer.lost")
         else:
             message = t("answer.offline_expired" if outcome.kind == "expired" else "answer.timeout")
-        await chain.show(message, markdown=False, final=True)
+        await chain.show(message, markdown=False, final=True, keyboard=buttons)
 
     async def _try_show_failure(self, chain: MessageChain, t: Translator) -> None:
         try:
@@ -291,8 +319,12 @@ class AnswerDelivery:
         except Exception:  # already failing; the log has the first error
             log.debug("could not show the failure either", exc_info=True)
 
-    async def _finish(self, record: dict[str, Any], outcome: Outcome, started: float) -> None:
+    async def _finish(
+        self, record: dict[str, Any], outcome: Outcome, started: float, message_ids: list[int]
+    ) -> None:
         chat_id, user_id, job_id = record["chat_id"], record["user_id"], record["job_id"]
+        if message_ids and outcome.kind != "chat_gone":
+            await until_redis_answers("keeping the answer's buttons", lambda: self.answers.remember(record, message_ids))
         if outcome.kind == "done":
             await until_redis_answers(
                 "keeping the exchange",
@@ -306,6 +338,11 @@ class AnswerDelivery:
         # Without this the user stays "still answering" until the in-flight record expires: never give up.
         await until_redis_answers("releasing the user", lambda: self.access.release(user_id, job_id))
         await until_redis_answers("forgetting the job", lambda: self.queue.forget(job_id))
+        if self.next_turn is not None and outcome.kind != "chat_gone":
+            try:
+                await self.next_turn(user_id)
+            except Exception:  # the next turn is the user's own problem to report, not this answer's
+                log.exception("the waiting turn failed", extra={"user": self.hash_user(user_id)})
         log.info(
             "answer %s",
             label,

@@ -92,11 +92,17 @@ class DialogStore:
 
     # --- images -------------------------------------------------------------------------------------------
 
-    async def store_image(self, data: bytes) -> str:
-        """SET omnifusion:image:<sha256> once; a photo sent again only has its TTL refreshed."""
+    async def store_image(self, data: bytes, sender: int) -> str:
+        """SET omnifusion:image:<sha256> once; a photo sent again only has its TTL refreshed. Who sent it is
+        kept beside it, so /forget can delete the pictures nobody else sent."""
         key = image_key_for(data)
         if not await self.redis.expire(key, self.image_ttl_s):
             await self.redis.set(key, data, ex=self.image_ttl_s)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for set_key, member in ((keys.pictures_of(sender), key), (keys.picture_senders(key), sender)):
+                pipe.sadd(set_key, member)
+                pipe.expire(set_key, self.image_ttl_s)
+            await pipe.execute()
         return key
 
     async def keep_images_alive(self, messages: list[Message]) -> list[str]:

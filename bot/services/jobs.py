@@ -3,6 +3,7 @@ cancel them, and look at the queue and the workers."""
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -10,9 +11,12 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
+from bot import keys
 from model import protocol
 
 _CANCEL_TTL_S = 600  # as the contract says
+_OWNED_JOBS = 50  # a user's latest job entries remembered for /forget (answered ones are trimmed within an hour)
+_OWNED_JOBS_TTL_S = 86400
 
 
 def _stream_id(value: bytes | str) -> tuple[int, int]:
@@ -36,12 +40,23 @@ class JobSubmitter:
     def __init__(self, redis: Redis):
         self.redis = redis
         self._workers: tuple[float, int] = (0.0, 0)
+        self._presets: tuple[float, frozenset[str]] = (0.0, frozenset())
         self._group: tuple[float, tuple[tuple[int, int], dict[str, Any] | None]] = (0.0, ((0, 0), None))
 
-    async def submit(self, job: protocol.Job) -> str:
-        """XADD the job; returns its stream entry id (needed to tell its queue position)."""
-        entry_id = await self.redis.xadd(protocol.JOBS_STREAM, {"job": job.to_json()})
-        return entry_id.decode()
+    async def submit(self, job: protocol.Job, owner: int) -> str:
+        """XADD the job; returns its stream entry id (needed to tell its queue position). The entry is
+        remembered as `owner`'s: it holds their dialog, which /forget deletes."""
+        entry_id = (await self.redis.xadd(protocol.JOBS_STREAM, {"job": job.to_json()})).decode()
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.lpush(keys.jobs_of(owner), entry_id)
+            pipe.ltrim(keys.jobs_of(owner), 0, _OWNED_JOBS - 1)
+            pipe.expire(keys.jobs_of(owner), _OWNED_JOBS_TTL_S)
+            await pipe.execute()
+        return entry_id
+
+    async def delete_entries(self, entry_ids: list[str]) -> None:
+        if entry_ids:
+            await self.redis.xdel(protocol.JOBS_STREAM, *entry_ids)
 
     async def cancel(self, job_id: str) -> None:
         await self.redis.set(protocol.cancel_key(job_id), 1, ex=_CANCEL_TTL_S)
@@ -99,6 +114,22 @@ class JobSubmitter:
                 count += 1
             self._workers = (time.monotonic(), count)
         return count
+
+    async def presets(self) -> frozenset[str]:
+        """The model presets live workers run (from their heartbeats), cached like the worker count."""
+        at, found = self._presets
+        if time.monotonic() - at < self.CACHE_S:
+            return found
+        names = set()
+        async for key in self.redis.scan_iter(match=protocol.HEARTBEAT_PATTERN, count=1000):
+            try:
+                beat = json.loads(await self.redis.get(key) or b"{}")
+            except ValueError:  # a heartbeat from an older worker, or not JSON at all: no preset known
+                continue
+            if isinstance(beat, dict) and isinstance(beat.get("preset"), str):
+                names.add(beat["preset"])
+        self._presets = (time.monotonic(), frozenset(names))
+        return self._presets[1]
 
     async def state(self) -> QueueState:
         _, group = await self._last_delivered(fresh=True)

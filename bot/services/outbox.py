@@ -10,6 +10,10 @@
   instead of all retrying at once. No 429 storms, no lost answers.
 - "message is not modified" is success; "can't parse entities" resends as plain text; a reply to a deleted
   message is sent without the reply; a user who blocked the bot raises ChatGone, which callers end quietly.
+- Drafts (sendMessageDraft) are progress like edits: spaced by the chat's interval and skipped when the bot's
+  budget is short, but they put no message into the chat, so they take no token of the chat's own pace. A
+  server that refuses them (an older Bot API) makes `draft` raise DraftsUnavailable, and that chat is
+  remembered: its answers are edited placeholders from then on.
 """
 
 from __future__ import annotations
@@ -26,10 +30,11 @@ from aiogram.exceptions import (
     TelegramBadRequest,
     TelegramForbiddenError,
     TelegramNetworkError,
+    TelegramNotFound,
     TelegramRetryAfter,
     TelegramServerError,
 )
-from aiogram.types import Message, ReplyParameters
+from aiogram.types import InlineKeyboardMarkup, Message, ReactionTypeEmoji, ReplyParameters
 
 from bot.formatting import to_html
 from bot.observability import BotMetrics
@@ -49,6 +54,10 @@ class Skipped(Exception):
     """A progress edit was not sent (pacing or flood control); the next one will carry the text."""
 
 
+class DraftsUnavailable(Exception):
+    """This chat (or this Bot API server) does not take drafts: stream by edits instead."""
+
+
 class Outbox:
     def __init__(
         self,
@@ -64,6 +73,8 @@ class Outbox:
         self.group_interval_s = group_interval_s
         self.budget = bot_budget(messages_per_second)
         self._chats: dict[int, ChatPace] = {}
+        self._no_drafts: set[int] = set()  # chats whose drafts failed: edits there from now on
+        self._no_reactions: set[int] = set()  # chats that refused a reaction (a group with reactions off)
 
     def edit_interval(self, chat_id: int) -> float:
         return self.private_interval_s if chat_id > 0 else self.group_interval_s
@@ -78,6 +89,7 @@ class Outbox:
         reply_to: int | None = None,
         markdown: bool = False,
         thread_id: int | None = None,
+        keyboard: InlineKeyboardMarkup | None = None,
     ) -> int:
         """Send a message (interface HTML, or model markdown when `markdown`); returns its message_id."""
         reply = ReplyParameters(message_id=reply_to, allow_sending_without_reply=True) if reply_to else None
@@ -89,6 +101,7 @@ class Outbox:
                 parse_mode=parse_mode,
                 reply_parameters=reply,
                 message_thread_id=thread_id,
+                reply_markup=keyboard,
             )
             return message.message_id
 
@@ -104,16 +117,24 @@ class Outbox:
             return None
 
     async def edit(
-        self, chat_id: int, message_id: int, text: str, *, markdown: bool = False, essential: bool = True
+        self,
+        chat_id: int,
+        message_id: int,
+        text: str,
+        *,
+        markdown: bool = False,
+        essential: bool = True,
+        keyboard: InlineKeyboardMarkup | None = None,
     ) -> bool:
-        """Edit a message. False when it no longer exists (deleted by the user): the caller sends anew.
-        A non-essential edit raises Skipped when pacing or flood control holds it back."""
+        """Edit a message (without `keyboard` its buttons go, as in Telegram). False when it no longer exists
+        (deleted by the user): the caller sends anew. A non-essential edit raises Skipped when pacing or flood
+        control holds it back."""
         if not essential:
             self._take_edit_slot(chat_id)
 
         async def attempt(body: str, parse_mode: str | None) -> bool:
             await self.bot.edit_message_text(
-                chat_id=chat_id, message_id=message_id, text=body, parse_mode=parse_mode
+                chat_id=chat_id, message_id=message_id, text=body, parse_mode=parse_mode, reply_markup=keyboard
             )
             return True
 
@@ -126,6 +147,69 @@ class Outbox:
             if "message to edit not found" in description or "can't be edited" in description:
                 return False
             raise
+
+    def drafts_work(self, chat_id: int) -> bool:
+        return chat_id > 0 and chat_id not in self._no_drafts  # drafts exist in private chats only
+
+    async def draft(
+        self, chat_id: int, draft_id: int, text: str, *, markdown: bool, thread_id: int | None = None
+    ) -> None:
+        """Show `text` as the chat's draft with a stop button. Raises Skipped (paced, flood control) or
+        DraftsUnavailable (refused: the chat is remembered and streams by edits from then on)."""
+        now, chat = time.monotonic(), self._chat(chat_id)
+        if now < chat.quiet_until or now < chat.next_edit or not self.budget.try_take():
+            raise Skipped
+        chat.next_edit = now + self.edit_interval(chat_id)
+
+        async def attempt(body: str, parse_mode: str | None) -> bool:
+            return await self.bot.send_message_draft(
+                chat_id=chat_id,
+                draft_id=draft_id,
+                text=body,
+                parse_mode=parse_mode,
+                message_thread_id=thread_id,
+                can_stop=True,
+            )
+
+        try:
+            await self._with_fallback(chat_id, text, markdown, attempt, essential=False)
+        except (TelegramBadRequest, TelegramNotFound) as exc:  # e.g. 404 from a server without the method
+            log.warning("drafts refused, this chat streams by edits now: %s", exc.message)
+            self.metrics.errors.labels(where="draft").inc()
+            self._no_drafts.add(chat_id)
+            raise DraftsUnavailable(exc.message) from None
+
+    async def set_keyboard(self, chat_id: int, message_id: int, keyboard: InlineKeyboardMarkup | None) -> None:
+        """Replace a message's buttons (None removes them). Best effort: the message may be gone or too old."""
+        try:
+            await self._call(
+                chat_id,
+                lambda: self.bot.edit_message_reply_markup(
+                    chat_id=chat_id, message_id=message_id, reply_markup=keyboard
+                ),
+                essential=True,
+            )
+        except TelegramBadRequest as exc:
+            log.debug("buttons not changed: %s", exc.message)
+
+    async def react(self, chat_id: int, message_id: int, emoji: str) -> None:
+        """A reaction on the user's message: decoration, one try, never an error (groups may forbid it)."""
+        if chat_id in self._no_reactions:
+            return
+        try:
+            await self._call(
+                chat_id,
+                lambda: self.bot.set_message_reaction(
+                    chat_id=chat_id, message_id=message_id, reaction=[ReactionTypeEmoji(emoji=emoji)]
+                ),
+                essential=False,
+                counted=False,
+            )
+        except TelegramBadRequest as exc:
+            log.info("reactions refused in a chat: %s", exc.message)
+            self._no_reactions.add(chat_id)
+        except (Skipped, ChatGone):
+            pass
 
     async def request(self, chat_id: int, make: Callable[[], Awaitable[T]]) -> T:
         """Any other call a turn cannot do without (getFile): waits out flood control and retries 5xx."""

@@ -11,23 +11,16 @@ import asyncio
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import aiohttp
-from aiogram import Bot
-from aiogram.exceptions import TelegramAPIError
 from aiogram.types import Message
 from PIL import Image
 
-from bot.observability import BotMetrics
 from bot.services.dialogs import DialogStore
-from bot.services.outbox import Outbox
+from bot.services.downloads import Downloader, TurnProblem, too_large
 from bot.settings import Settings
 from model.images import ImageError, ImageLimits, load_image
 
 log = logging.getLogger(__name__)
-
-
 
 def _readable(formats: tuple[str, ...]) -> tuple[frozenset[str], tuple[str, ...]]:
     """MIME types and file name endings of the formats `load_image` decodes, from Pillow's own registry (so
@@ -42,28 +35,24 @@ def _readable(formats: tuple[str, ...]) -> tuple[frozenset[str], tuple[str, ...]
 READABLE_MIME_TYPES, READABLE_ENDINGS = _readable(ImageLimits().formats)
 
 
-class TurnProblem(Exception):
-    """Something to tell the user instead of answering: an i18n key and its fields."""
-
-    def __init__(self, key: str, **fields: Any):
-        super().__init__(key)
-        self.key = key
-        self.fields = fields
-
-
 @dataclass
 class ImageRef:
     file_id: str
     file_size: int | None
 
 
+def is_picture_document(message: Message) -> bool:
+    """A document we decode as a picture (by MIME type, else by its name)."""
+    document = message.document
+    name, mime_type = (document.file_name or "").lower(), (document.mime_type or "").lower()
+    return mime_type in READABLE_MIME_TYPES or name.endswith(READABLE_ENDINGS)
+
+
 class PictureFetcher:
-    def __init__(self, bot: Bot, settings: Settings, dialogs: DialogStore, metrics: BotMetrics, outbox: Outbox):
-        self.bot = bot
-        self.outbox = outbox
+    def __init__(self, settings: Settings, dialogs: DialogStore, downloader: Downloader):
         self.settings = settings
         self.dialogs = dialogs
-        self.metrics = metrics
+        self.downloader = downloader
         self.limits = ImageLimits(max_bytes=settings.max_file_bytes, max_pixels=settings.max_image_pixels)
 
     def from_photo(self, message: Message) -> ImageRef:
@@ -82,7 +71,7 @@ class PictureFetcher:
     def from_document(self, message: Message) -> ImageRef:
         document = message.document
         name, mime_type = (document.file_name or "").lower(), (document.mime_type or "").lower()
-        if mime_type not in READABLE_MIME_TYPES and not name.endswith(READABLE_ENDINGS):
+        if not is_picture_document(message):
             # a picture we do not decode (TIFF, AVIF, HEIC...) is told so at once, without downloading it
             known = Image.registered_extensions().get(Path(name).suffix)  # Pillow also names formats it only writes
             picture = mime_type.startswith("image/") or known in Image.OPEN
@@ -91,27 +80,16 @@ class PictureFetcher:
             raise self._too_large(document.file_size)
         return ImageRef(document.file_id, document.file_size)
 
-    async def fetch(self, chat_id: int, image: ImageRef) -> str:
-        """Download, check that it decodes within our limits, store once by hash. Returns its image key."""
-        try:
-            # flood control or a 5xx on getFile is waited out, like a send: not the user's problem
-            file = await self.outbox.request(chat_id, lambda: self.bot.get_file(image.file_id))
-            if (file.file_size or 0) > self.settings.max_file_bytes:
-                raise self._too_large(file.file_size)
-            buffer = await self.bot.download_file(file.file_path, timeout=60)
-            data = buffer.getvalue()
-        except (TelegramAPIError, aiohttp.ClientError, TimeoutError) as exc:
-            log.warning("could not download an image: %s", exc)
-            self.metrics.errors.labels(where="download").inc()
-            raise TurnProblem("download_failed") from exc
+    async def fetch(self, chat_id: int, image: ImageRef, sender: int) -> str:
+        """Download, check that it decodes within our limits, store once by hash (as sent by `sender`).
+        Returns its image key."""
+        data = await self.downloader.download(chat_id, image.file_id)
         try:
             await asyncio.to_thread(load_image, data, self.limits)  # decoding is CPU work: off the loop
         except ImageError as exc:
             log.info("image refused: %s", exc)
             raise TurnProblem(f"image.{exc.code}") from exc
-        return await self.dialogs.store_image(data)
+        return await self.dialogs.store_image(data, sender)
 
     def _too_large(self, size: int | None) -> TurnProblem:
-        return TurnProblem(
-            "file_too_large", size=f"{(size or 0) / 2**20:.1f}", max_mb=self.settings.max_file_bytes // 2**20
-        )
+        return too_large(size, self.settings.max_file_bytes)
