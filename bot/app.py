@@ -139,7 +139,7 @@ def create_dispatcher(settings: Settings, bot: Bot, redis: Redis) -> Dispatcher:
     )
     downloader = Downloader(bot, outbox, metrics, settings.max_file_bytes)
     content = ContentCollector(
-        bot, settings, PictureFetcher(settings, dialogs, downloader), DocumentReader(settings, downloader)
+        bot, settings, queue, PictureFetcher(settings, dialogs, downloader), DocumentReader(settings, downloader)
     )
     turns = TurnService(
         bot, settings, access, dialogs, queue, delivery, outbox, metrics, hash_user, answers, preferences, content

@@ -48,8 +48,8 @@ class Settings(BaseSettings):
     dialog_max_turns: int = Field(10, ge=1, le=100)  # question+answer pairs kept as context
     dialog_ttl_s: int = Field(7 * 86400, ge=60)  # a dialog nobody touches for this long is forgotten
     system_prompt: str = ""  # optional system message put before every dialog
-    # The model's context in tokens (the tiny preset 2048, omnifusion-1.1 4096, demo 1024): the text limit
-    # follows it unless MAX_TEXT_CHARS is set.
+    # The model's context in tokens (the tiny preset 2048, omnifusion-1.1 4096, demo 1024) when no live worker
+    # says which model it runs: the text limit follows it unless MAX_TEXT_CHARS is set.
     model_context_tokens: int = Field(PRESETS["tiny"].llm_max_context, ge=256)
     max_text_chars: int | None = Field(None, ge=1)  # unset: (context - MAX_NEW_TOKENS) x 2 characters
     # Telegram splits a long paste into several messages: a message this long waits PASTE_WAIT_S for the rest.
@@ -142,12 +142,17 @@ class Settings(BaseSettings):
         # Images must outlive every dialog and job that may still refer to them.
         return self.dialog_ttl_s + int(self.job_timeout_s) + 3600
 
-    @property
-    def text_limit(self) -> int:
-        """Characters a turn's text may have: what fits the model's context beside the answer."""
+    def text_limit_for(self, context_tokens: int | None = None) -> int:
+        """Characters a turn's text may have: what fits the model's context (the live workers' model, else
+        MODEL_CONTEXT_TOKENS) beside the answer, unless MAX_TEXT_CHARS says otherwise."""
         if self.max_text_chars is not None:
             return self.max_text_chars
-        return max(500, (self.model_context_tokens - self.max_new_tokens) * CHARS_PER_TOKEN)
+        context = context_tokens or self.model_context_tokens
+        return max(500, (context - self.max_new_tokens) * CHARS_PER_TOKEN)
+
+    @property
+    def text_limit(self) -> int:
+        return self.text_limit_for()
 
     @property
     def generation_params(self) -> dict[str, float | int]:

@@ -63,6 +63,7 @@ class BotUnderTest:
             "admin_ids": str(ADMIN_ID),
             "metrics_port": 0,
             "album_wait_s": 0.3,
+            "document_timeout_s": 60.0,  # a busy test machine may take seconds just to start the PDF reader
             "log_format": "text",
             **overrides,
         }
@@ -86,7 +87,10 @@ class BotUnderTest:
     async def pump(self) -> int:
         """Feed every pending update through the real Dispatcher (concurrently: an album's items must be
         in flight together); returns how many there were."""
-        updates = await self.bot.get_updates(offset=self._offset, timeout=0)
+        # the update types the routers handle, as polling and the webhook ask for (message_reaction
+        # only reaches a bot that asks)
+        allowed = self.dp.resolve_used_update_types()
+        updates = await self.bot.get_updates(offset=self._offset, timeout=0, allowed_updates=allowed)
         if updates:
             self._offset = updates[-1].update_id + 1
         await asyncio.gather(*(self.dp.feed_update(self.bot, update) for update in updates))

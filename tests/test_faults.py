@@ -114,14 +114,15 @@ async def test_a_photo_is_answered_when_getfile_meets_a_429(rig):
 
 
 async def test_one_user_flooding_gets_a_notice_or_two_and_causes_no_429_storm(rig):
-    """While one rate-limited user sends 60 messages under Telegram's flood limits, they are told at most
-    twice (busy, limited) besides their one answer, the bot causes few 429s, and everyone else is answered.
+    """While one rate-limited user sends 60 messages under Telegram's flood limits, they get at most four
+    messages (their one answer; "kept as your next turn", "busy", and "limited" when that waiting turn
+    comes up), the bot causes few 429s, and everyone else is answered.
     (bench/faults.py --only flood measures the others' latency against a quiet run.)"""
     stack, _ = rig
     result = await run_flood(stack, users=3, first_user_id=721_700_001, chat_s=6.0, turn_timeout_s=20.0,
                              messages=60, spread_s=3.0)
     print("\n".join(result.lines()))
-    assert result.told <= 3
+    assert result.told <= 4
     assert result.refused_429 <= FLOOD_429_GOAL
     assert result.figures.turns >= 6 and result.figures.answered == result.figures.turns
     assert result.figures.lost == result.figures.duplicates == result.figures.stuck == 0
@@ -151,7 +152,8 @@ async def test_an_answer_finishing_during_a_redis_outage_frees_its_user(rig):
     crowd = Crowd(stack, turn_timeout_s=1.0, first_user_id=user_id)
     await stack.server.create_user(user_id=user_id, language_code="en")
     # Slow Telegram edits hold the answer between "done" and its bookkeeping while Redis goes away.
-    stack.server.inject_delay(3.0, seconds=30, method="editMessageText")
+    # (a private chat: the answer streams as a draft and its final text is one sendMessage)
+    stack.server.inject_delay(3.0, seconds=30, method="sendMessage")
     await crowd.turn(user_id, "hello")
     await wait_until(lambda: reply_has_done(stack.redis), 20, "the worker's answer")
     await asyncio.sleep(0.5)  # the bot's reply reader takes it within one XREAD (nothing to observe)

@@ -38,7 +38,12 @@ def create_router() -> Router:
 
     @router.message(Command("help"))
     async def help_(
-        message: Message, outbox: Outbox, access: AccessControl, settings: Settings, t: Translator
+        message: Message,
+        outbox: Outbox,
+        access: AccessControl,
+        queue: JobSubmitter,
+        settings: Settings,
+        t: Translator,
     ) -> None:
         (count, window), _ = await access.effective_limit(sender_id(message))
         await outbox.reply(
@@ -47,7 +52,7 @@ def create_router() -> Router:
                 "help",
                 max_images=settings.max_images_per_turn,
                 max_mb=settings.max_file_bytes // 2**20,
-                max_chars=settings.text_limit,
+                max_chars=settings.text_limit_for(await queue.model_context()),
                 max_pages=settings.document_max_pages,
                 limit=t.limit(count, window),
             ),

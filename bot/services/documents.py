@@ -114,13 +114,13 @@ class DocumentReader:
             if not text.strip():
                 raise TurnProblem("document.empty", name=ref.file_name)
             return DocumentText(ref.file_name, text, cut=cut)
-        result = await self._read_pdf(data, max_chars)
+        result = await self._read_pdf(data, max_chars, ref.file_name)
         problem = result.get("error")
         if problem:
             raise TurnProblem(f"document.{problem}", name=ref.file_name)
         return DocumentText(ref.file_name, result["text"], result["pages"], result["read"], result["cut"])
 
-    async def _read_pdf(self, data: bytes, max_chars: int) -> dict:
+    async def _read_pdf(self, data: bytes, max_chars: int, name: str) -> dict:
         timeout = self.settings.document_timeout_s
         args = ["--pages", str(self.settings.document_max_pages), "--chars", str(max_chars)]
         async with self._slots:
@@ -134,7 +134,7 @@ class DocumentReader:
                 process.kill()
                 await process.wait()
                 log.info("a PDF took longer than %.0f s to read", timeout)
-                raise TurnProblem("document.too_slow", seconds=int(timeout)) from None
+                raise TurnProblem("document.too_slow", name=name, seconds=f"{timeout:g}") from None
         try:
             return json.loads(out)
         except ValueError:  # killed for memory or CPU time, or crashed

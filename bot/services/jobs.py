@@ -13,6 +13,7 @@ from redis.exceptions import ResponseError
 
 from bot import keys
 from model import protocol
+from model.config import PRESETS
 
 _CANCEL_TTL_S = 600  # as the contract says
 _OWNED_JOBS = 50  # a user's latest job entries remembered for /forget (answered ones are trimmed within an hour)
@@ -130,6 +131,12 @@ class JobSubmitter:
                 names.add(beat["preset"])
         self._presets = (time.monotonic(), frozenset(names))
         return self._presets[1]
+
+    async def model_context(self) -> int | None:
+        """The smallest context, in tokens, of the models live workers run (their heartbeats name the preset);
+        None when no worker says."""
+        contexts = [PRESETS[name].llm_max_context for name in await self.presets() if name in PRESETS]
+        return min(contexts) if contexts else None
 
     async def state(self) -> QueueState:
         _, group = await self._last_delivered(fresh=True)

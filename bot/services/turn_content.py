@@ -18,6 +18,7 @@ from bot.formatting import is_blank
 from bot.i18n import Translator
 from bot.services.documents import DocumentReader, DocumentRef, DocumentText
 from bot.services.downloads import TurnProblem
+from bot.services.jobs import JobSubmitter
 from bot.services.pictures import ImageRef, PictureFetcher, is_picture_document
 from bot.settings import Settings
 
@@ -29,6 +30,7 @@ class TurnContent:
     images: list[ImageRef] = field(default_factory=list)
     documents: list[DocumentRef] = field(default_factory=list)
     text: str = ""
+    limit: int = 0  # characters the turn may have, text and documents together
 
 
 @dataclass
@@ -38,8 +40,11 @@ class TurnParts:
 
 
 class ContentCollector:
-    def __init__(self, bot: Bot, settings: Settings, pictures: PictureFetcher, documents: DocumentReader):
+    def __init__(
+        self, bot: Bot, settings: Settings, queue: JobSubmitter, pictures: PictureFetcher, documents: DocumentReader
+    ):
         self.bot = bot
+        self.queue = queue
         self.settings = settings
         self.pictures = pictures
         self.documents = documents
@@ -68,7 +73,7 @@ class ContentCollector:
         found.text = "" if is_blank(text) else text  # zero-width characters only: no question
         if not found.images and not found.documents and not found.text:
             raise TurnProblem(unsupported or "empty_turn")
-        limit = self.settings.text_limit
+        found.limit = limit = self.settings.text_limit_for(await self.queue.model_context())
         if len(found.text) > limit or (found.documents and limit - len(found.text) < MIN_DOCUMENT_CHARS):
             raise TurnProblem("text_too_long", length=len(found.text), max_chars=limit)
         if len(found.images) > self.settings.max_images_per_turn:
@@ -85,18 +90,19 @@ class ContentCollector:
         parts: list[dict[str, Any]] = [
             {"type": "image", "key": await self.pictures.fetch(chat_id, image, sender)} for image in found.images
         ]
+        # a photo alone: the usual wish is a description; a document alone: a summary
+        default = t("document.default_question") if found.documents and not found.images else t("default_question")
+        question = found.text or default
         notes, texts = [], []
         if found.documents:
-            room = (self.settings.text_limit - len(found.text)) // len(found.documents)
+            room = (found.limit - len(question)) // len(found.documents)
             for ref in found.documents:
                 # the header and the blank lines around the text take their share of the room too
                 document = await self.documents.read(chat_id, ref, room - len(ref.file_name) - 60)
                 texts.append(f"{_header(document.name, document)}\n{document.text}")
                 if document.truncated:
                     notes.append(_truncation_note(document, t))
-        # a photo alone: the usual wish is a description; a document alone: a summary
-        default = t("document.default_question") if found.documents and not found.images else t("default_question")
-        texts.append(found.text or default)
+        texts.append(question)
         parts.append({"type": "text", "text": "\n\n".join(texts)})
         return TurnParts(parts, notes)
 
