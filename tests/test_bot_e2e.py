@@ -88,6 +88,12 @@ def shown(telegram, chat_id: int, after: int) -> str:
     return "\n".join(m.text for m in telegram.bot_messages(chat_id) if m.message_id > after)
 
 
+def streaming(telegram, chat_id: int, after: int) -> str:
+    """What the user sees of the answer being written: a private chat's draft, else the messages."""
+    draft = telegram.draft(chat_id)
+    return draft.text if draft is not None else shown(telegram, chat_id, after)
+
+
 def visible(markdown: str) -> str:
     """What the user should see for a final answer `markdown`."""
     if not has_visible_text(clean(markdown)):
@@ -173,7 +179,7 @@ async def test_cancel_really_stops_the_worker(telegram, e2e_redis_url, worker):
         for attempt in range(5):
             asked = await telegram.send_text(user.id, f"Write a very long story {attempt}")
             await telegram.wait_for(
-                lambda after=asked.message_id: len(shown(telegram, user.id, after)) > 3, 30
+                lambda after=asked.message_id: len(streaming(telegram, user.id, after)) > 3, 30
             )
             await telegram.send_text(user.id, "/cancel")
             await answered(bot, user.id, asked.message_id)
@@ -221,7 +227,7 @@ async def test_bot_restart_mid_dialog_and_mid_answer(telegram, e2e_redis_url, wo
     await answered(first, user.id, photo.message_id)
     asked = await telegram.send_text(user.id, "Tell me more about it")
     await telegram.wait_for(
-        lambda: shown(telegram, user.id, asked.message_id) not in ("", "⏳ Thinking…"), 30
+        lambda: streaming(telegram, user.id, asked.message_id) not in ("", "⏳ Thinking…"), 30
     )
     assert await first.access.inflight(user.id) is not None
     await first.stop()  # SIGTERM-like, with the answer in flight
