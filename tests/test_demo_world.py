@@ -12,7 +12,7 @@ from training.demo_world import scoring
 from training.demo_world.build import WorldSizes, build
 from training.demo_world.other_programs import draw
 from training.demo_world.scenes import COLOURS, SHAPES, Scene, Shape, random_scene, render
-from training.demo_world.tasks import SKILLS, groups, sample_task
+from training.demo_world.tasks import EVAL_SKILLS, SKILLS, groups, sample_task
 
 
 def test_russian_agreement_after_numbers():
@@ -147,7 +147,7 @@ def test_build_is_deterministic_and_reused(tmp_path):
     build(tmp_path / "a", sizes)  # same sizes: nothing is drawn again
     assert (a / "manifest.json").stat().st_mtime_ns == stamp
     records = [json.loads(line) for line in (a / "eval.jsonl").read_text().splitlines()]
-    assert {r["skill"] for r in records} == set(SKILLS) and {r["lang"] for r in records} == {"en", "ru"}
+    assert {r["skill"] for r in records} == set(EVAL_SKILLS) and {r["lang"] for r in records} == {"en", "ru"}
     for r in records:
         for m in r["messages"]:
             for part in m["content"]:

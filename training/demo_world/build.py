@@ -28,24 +28,24 @@ from tqdm import tqdm
 
 from training.demo_world import language as L
 from training.demo_world.scenes import Scene, encode, random_scene, render
-from training.demo_world.tasks import ask, groups, sample_task
+from training.demo_world.tasks import EVAL_SKILLS, ask, groups, sample_task
 
 log = logging.getLogger(__name__)
-VERSION = 2  # bump when the generator changes what it draws or says
+VERSION = 3  # bump when the generator changes what it draws or says
 
 
 @dataclass(frozen=True)
 class WorldSizes:
-    vision: int = 16000  # pictures with masks for the vision stage (stage 1 captions reuse them)
-    stage1: int = 8000
-    stage2: int = 16000
+    vision: int = 12000  # pictures with masks for the vision stage (stage 1 captions reuse them)
+    stage1: int = 3200  # 100 steps of 32
+    stage2: int = 11520  # 360 steps of 32
     eval: int = 2700  # held out: 150 per skill and language
     other: int = 300  # held out, drawn by another program
-    text: int = 8000
+    text: int = 4000
     seed: int = 0
 
 
-SHORT = WorldSizes(vision=6000, stage1=3000, stage2=4000, eval=540, other=60, text=2000)
+SHORT = WorldSizes(vision=3000, stage1=1000, stage2=3200, eval=540, other=60, text=1000)
 
 
 def _draw_one(job: tuple[dict, str, str | None, int]) -> None:
@@ -73,6 +73,7 @@ def _llava(sample: dict, image_paths: list[str], sample_id: str) -> dict:
     return record
 
 
+
 def _messages(sample: dict, image_paths: list[str]) -> list[dict]:
     """Protocol messages up to the last question (earlier answers as the assistant said them)."""
     messages = []
@@ -98,9 +99,9 @@ def _episode(sample: dict) -> str:
 
 
 def _text_lines(rng: random.Random, n: int) -> list[str]:
-    """The text stage's lines: a few episodes each (about 100 tokens), so the LLM trains at the positions the
+    """The text stage's lines: one or two episodes each (40-100 tokens), so the LLM trains at the positions the
     picture dialogs reach later (a RoPE model does not carry over to positions it never saw)."""
-    return [" ".join(_episode(sample_task(rng)) for _ in range(rng.randint(3, 5))) for _ in range(n)]
+    return [" ".join(_episode(sample_task(rng)) for _ in range(rng.randint(1, 2))) for _ in range(n)]
 
 
 class _Pictures:
@@ -127,6 +128,45 @@ def _write_jsonl(path: Path, records) -> None:
     with path.open("w", encoding="utf-8") as f:
         for r in records:
             f.write(json.dumps(r, ensure_ascii=False) + "\n")
+
+
+def _eval_items(pics: _Pictures, n: int, seed: int) -> list[dict]:
+    """Held-out dialogs, balanced: the same number of items per skill and language."""
+    rng, items = random.Random(seed), []
+    for i in range(n):
+        skill, lang = EVAL_SKILLS[i % len(EVAL_SKILLS)], L.LANGUAGES[(i // len(EVAL_SKILLS)) % 2]
+        sample = sample_task(rng, skill, lang)
+        paths = [pics.add(s, f"e{i:06d}_{k}", rng) for k, s in enumerate(sample["scenes"])]
+        items.append({"id": f"e{i:06d}", "skill": skill, "lang": lang, "messages": _messages(sample, paths),
+                      "expect": sample["expect"]})
+    return items
+
+
+def _write_eval(folder: Path, items: list[dict], other: int, seed: int) -> None:
+    from training.demo_world.other_programs import draw_other_set
+
+    _write_jsonl(folder / "eval.jsonl", items)
+    _write_jsonl(folder / "eval_other.jsonl", draw_other_set(folder, other, seed))
+
+
+def build_eval(out: str | Path, n: int = 2700, other: int = 300, seed: int = 1000, processes: int = 2) -> Path:
+    """Only a held-out set (eval.jsonl, eval_other.jsonl and their pictures), from a seed of its own: for
+    bench/demo_world.py and for a model trained elsewhere. Reused when built before with the same sizes."""
+    out = Path(out)
+    manifest = {"version": VERSION, "eval": n, "other": other, "seed": seed}
+    if (out / "manifest.json").is_file() and json.loads((out / "manifest.json").read_text()) == manifest:
+        return out
+    tmp = out.with_name(out.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    pics = _Pictures(tmp)
+    items = _eval_items(pics, n, seed)
+    pics.draw_all(processes)
+    _write_eval(tmp, items, other, seed + 1)
+    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
+    return out
 
 
 def build(out: str | Path, sizes: WorldSizes = WorldSizes(), processes: int = 2) -> Path:
@@ -161,27 +201,13 @@ def build(out: str | Path, sizes: WorldSizes = WorldSizes(), processes: int = 2)
             yield sample, paths, f"{prefix}{i:06d}"
 
     stage2 = [_llava(s, p, sid) for s, p, sid in task_records(sizes.stage2, "s", sizes.seed + 1)]
-    evaluation = []
-    eval_rng = random.Random(sizes.seed + 2)
-    skills = list(dict.fromkeys(["caption", "colour", "shape", "count", "exists", "position", "followup",
-                                 "two_photos", "text"]))
-    for i in range(sizes.eval):  # balanced: the same number of items per skill and language
-        skill, lang = skills[i % len(skills)], L.LANGUAGES[(i // len(skills)) % 2]
-        sample = sample_task(eval_rng, skill, lang)
-        paths = [pics.add(s, f"e{i:06d}_{k}", eval_rng) for k, s in enumerate(sample["scenes"])]
-        evaluation.append({"id": f"e{i:06d}", "skill": skill, "lang": lang, "messages": _messages(sample, paths),
-                           "expect": sample["expect"]})
+    evaluation = _eval_items(pics, sizes.eval, sizes.seed + 2)
     pics.draw_all(processes)
-
-    from training.demo_world.other_programs import draw_other_set
-
-    other = draw_other_set(tmp, sizes.other, sizes.seed + 3)
+    _write_eval(tmp, evaluation, sizes.other, sizes.seed + 3)
     _write_jsonl(tmp / "vision.jsonl", vision)
     _write_jsonl(tmp / "text.jsonl", ({"text": t} for t in _text_lines(random.Random(sizes.seed + 4), sizes.text)))
     (tmp / "stage1.json").write_text(json.dumps(captions, ensure_ascii=False))
     (tmp / "stage2.json").write_text(json.dumps(stage2, ensure_ascii=False))
-    _write_jsonl(tmp / "eval.jsonl", evaluation)
-    _write_jsonl(tmp / "eval_other.jsonl", other)
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)

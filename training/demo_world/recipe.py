@@ -33,8 +33,8 @@ CONFIGS = ROOT / "training" / "configs" / "demo"
 STAGES = ("vision", "text", "stage1", "stage2")
 DATA = {"vision": "vision.jsonl", "text": "text.jsonl", "stage1": "stage1.json", "stage2": "stage2.json"}
 # The short recipe (CI): fewer pictures and steps; it must still learn (tests/test_demo_recipe.py).
-SHORT_STEPS = {"vision": ["--max_steps", "500"], "text": ["--max_steps", "150"], "stage1": ["--max_steps", "60"],
-               "stage2": ["--max_steps", "220"]}
+SHORT_STEPS = {"vision": ["--max_steps", "300"], "text": ["--max_steps", "30"], "stage1": ["--max_steps", "30"],
+               "stage2": ["--max_steps", "100"]}
 MODEL_FILES = ("config.json", "adapter.safetensors", "vision.safetensors", "llm")
 TOKENIZER_VOCAB = 1024
 
