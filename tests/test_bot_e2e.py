@@ -141,7 +141,7 @@ async def _jobs(bot) -> list[protocol.Job]:
 async def test_flood_control_while_streaming(bot, telegram):
     user = await new_user(telegram)
     asked = await telegram.send_text(user.id, "Tell me something long")
-    await telegram.wait_for(lambda: shown(telegram, user.id, asked.message_id), 20)
+    await telegram.wait_for(lambda: streaming(telegram, user.id, asked.message_id), 20)
     telegram.inject_retry_after(retry_after=2, seconds=2)
     await answered(bot, user.id, asked.message_id)
     record = (await _jobs(bot))[-1]

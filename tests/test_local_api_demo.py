@@ -211,6 +211,21 @@ async def test_playground_against_the_real_stack(demo, redis_url, tmp_path):
             await page.fill("#text", follow_up)
             await page.click("form button[type=submit]")
             second = await answer_to(page, follow_up, client, user_id)
+
+            # a document from the file picker: its text goes into the turn, with its name
+            (tmp_path / "notes.txt").write_text("The meeting is at noon. Bring the red folder.\n")
+            doc_question = "When is the meeting?"
+            await page.set_input_files("#attach", str(tmp_path / "notes.txt"))
+            await page.fill("#text", doc_question)
+            await page.click("form button[type=submit]")
+            third = await answer_to(page, doc_question, client, user_id)
+            # the buttons under the answer: 🔄 asks again, and the old answer is marked as replaced
+            await third.locator(".keyboard button", has_text="Regenerate").click()
+            await page.locator(".msg .keyboard button", has_text="Replaced by a newer answer").wait_for(timeout=90_000)
+            deadline = time.monotonic() + 90
+            while client.exists(keys.inflight(user_id)):
+                assert time.monotonic() < deadline, "the regenerated answer never became final"
+                await page.wait_for_timeout(100)
             shot = tmp_path / "playground.png"
             await page.screenshot(path=str(shot))
 
@@ -219,29 +234,32 @@ async def test_playground_against_the_real_stack(demo, redis_url, tmp_path):
         finally:
             await context.close()
 
-    # Each bubble is one message that started as the placeholder and was edited into the answer.
+    # A private chat: each answer streamed as a draft and was sent as one message; since then only its
+    # buttons changed (a newer answer took them away).
     views = transcript(demo, user_id)
     user_messages = [v for v in views if not v["from_bot"]]
     bot_messages = [v for v in views if v["from_bot"] and not v["deleted"]]
     answers = [v for v in bot_messages if v["message"].get("reply_to_message")]
-    assert [v["message"]["reply_to_message"]["message_id"] for v in answers] == [
-        m["message_id"] for m in user_messages
-    ]  # exactly one reply per user message
-    for view, shown in zip(answers, bubbles, strict=True):
+    asked = [m["message_id"] for m in user_messages]
+    assert [v["message"]["reply_to_message"]["message_id"] for v in answers] == [*asked, asked[-1]]
+    # exactly one reply per user message, and the regenerated one quotes the document's message again
+    for view, shown in zip(answers[:2], bubbles, strict=True):
         text = view["message"]["text"]
-        assert view["edit_count"] >= 1 and view["history"][0]["text"].startswith("⏳")
+        assert all(h.get("text") == text for h in view["history"])  # never a placeholder, never edited text
         assert text.strip() and not text.startswith(("⏳", "⚠️"))
         assert text.strip() in shown  # the browser shows what the bot sent last
     # The dialog in Redis: the photo (stored by the hash of the very bytes the browser uploaded) and the
     # question, the model's answer, the follow-up and its answer.
     dialog = [json.loads(m) for m in client.lrange(keys.dialog(user_id, user_id), 0, -1)]
     client.close()
-    assert [m["role"] for m in dialog] == ["user", "assistant", "user", "assistant"]
+    assert [m["role"] for m in dialog] == ["user", "assistant"] * 3  # the regenerated answer replaced one
     assert dialog[0]["content"][0] == {
         "type": "image",
         "key": protocol.image_key(hashlib.sha256(photo).hexdigest()),
     }
     assert dialog[0]["content"][-1]["text"] == question and dialog[2]["content"][-1]["text"] == follow_up
+    document_turn = dialog[4]["content"][-1]["text"]
+    assert document_turn.startswith("File notes.txt:\nThe meeting is at noon.") and document_turn.endswith(doc_question)
     assert all(m["content"][0]["text"].strip() for m in dialog[1::2])
     assert shot.stat().st_size > 20_000
     if target := os.environ.get("PLAYGROUND_SCREENSHOT"):
