@@ -5,7 +5,7 @@ PY        := $(VENV)/bin/python
 REDIS_URL ?= redis://localhost:6379/0
 STAMP     := $(VENV)/.installed
 
-.PHONY: install test lint demo redis browser bench clean
+.PHONY: install test lint demo demo-model redis browser bench clean
 
 install: $(STAMP)
 
@@ -37,6 +37,11 @@ lint: install
 
 demo: install redis
 	$(PY) -m local_bot_api.demo
+
+# The demo model (docs/demo-model.md): draws the picture world, trains every stage with training/run.py and
+# writes model/checkpoints/demo. Run again: finished stages are reused, an interrupted one resumes.
+demo-model: install
+	$(PY) -m training.demo_world.recipe --out runs/demo --export model/checkpoints/demo $(RECIPE_ARGS)
 
 bench: install redis
 	$(PY) bench/worker_throughput.py

@@ -36,9 +36,9 @@ VERSION = 3  # bump when the generator changes what it draws or says
 
 @dataclass(frozen=True)
 class WorldSizes:
-    vision: int = 12000  # pictures with masks for the vision stage (stage 1 captions reuse them)
-    stage1: int = 3200  # 100 steps of 32
-    stage2: int = 11520  # 360 steps of 32
+    vision: int = 8000  # pictures with masks for the vision stage (stage 1 captions reuse them)
+    stage1: int = 1600  # 50 steps of 32
+    stage2: int = 9600  # 300 steps of 32
     eval: int = 2700  # held out: 150 per skill and language
     other: int = 300  # held out, drawn by another program
     text: int = 4000

@@ -4,7 +4,6 @@
     init       a tokenizer trained on the world's text (both languages), a random OmniFusion of the `demo`
                preset around it
     vision     the vision tower learns to see (instance masks)         training/configs/demo/vision.yaml
-    text       the LLM learns the two languages (plain text)           training/configs/demo/text.yaml
     stage1     adapter + SOI/EOI/USER/BOT on captions, as released     training/configs/demo/stage1.yaml
     stage2     everything but the tower on every skill, as released    training/configs/demo/stage2.yaml
     eval       per-skill accuracy on held-out dialogs -> <out>/eval.json
@@ -30,11 +29,13 @@ sys.path.insert(0, str(ROOT))
 from training.demo_world.build import SHORT, WorldSizes, build  # noqa: E402
 
 CONFIGS = ROOT / "training" / "configs" / "demo"
-STAGES = ("vision", "text", "stage1", "stage2")
+# No text stage for the LLM (training/configs/demo/text.yaml, still runnable): measured on this world, an LLM
+# first trained on text alone, then stage 1, then stage 2 answered every skill at chance: it never learned to
+# read the image tokens. Stage 2 from a random LLM does learn to see (docs/demo-model.md).
+STAGES = ("vision", "stage1", "stage2")
 DATA = {"vision": "vision.jsonl", "text": "text.jsonl", "stage1": "stage1.json", "stage2": "stage2.json"}
 # The short recipe (CI): fewer pictures and steps; it must still learn (tests/test_demo_recipe.py).
-SHORT_STEPS = {"vision": ["--max_steps", "300"], "text": ["--max_steps", "30"], "stage1": ["--max_steps", "30"],
-               "stage2": ["--max_steps", "100"]}
+SHORT_STEPS = {"vision": ["--max_steps", "300"], "stage1": ["--max_steps", "20"], "stage2": ["--max_steps", "100"]}
 MODEL_FILES = ("config.json", "adapter.safetensors", "vision.safetensors", "llm")
 TOKENIZER_VOCAB = 1024
 
