@@ -1,5 +1,6 @@
-"""`make demo` (python -m local_bot_api.demo): a worker on the tiny model and the bot, as supervised
-subprocesses.
+"""`make demo` (python -m local_bot_api.demo): a worker on the demo model (a small OmniFusion trained by this
+project on pictures of coloured shapes, docs/demo-model.md; MODEL_PRESET or MODEL_PATH choose another) and
+the bot, as supervised subprocesses.
 
 With BOT_TOKEN set (environment or .env) the bot talks to Telegram. Without it, the local Bot API server
 from local_bot_api is started too, the bot is pointed at it with TELEGRAM_API_URL, and the playground URL is
@@ -23,17 +24,20 @@ import time
 import urllib.request
 from pathlib import Path
 
-from PIL import Image, ImageDraw
 from pydantic import field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from local_bot_api import DEFAULT_TOKEN
 from local_bot_api.persist import StateFile
 
-DEFAULT_BANNER = (
-    "Demo model: tiny, with random weights, so its answers are noise. "
-    "For real answers use real weights (README)."
-)
+BANNERS = {
+    "demo": "Demo model: a small OmniFusion that knows circles, squares and triangles in six colours (English "
+            "and Russian). Click a sample below and ask about colours, shapes, counts and positions. For real "
+            "photos use real weights: MODEL_PATH (README).",
+    "tiny": "Demo model: tiny, with random weights, so its answers are noise. "
+            "For real answers use real weights (README).",
+}
+DEFAULT_PRESET = "demo"
 DEFAULT_PORT = 8081
 
 
@@ -44,29 +48,57 @@ class DemoSettings(BaseSettings):
     redis_url: str = "redis://localhost:6379/0"
     demo_port: int | None = None  # the playground's port; default: the last run's, else 8081 (else any free)
     demo_state_dir: Path = Path(".demo")  # the playground's chats and files, kept across restarts
-    demo_banner: str = DEFAULT_BANNER  # the playground's one-line banner
+    demo_banner: str | None = None  # the playground's one-line banner; default: what the model knows
+    # The worker's model: DEMO_MODEL_PRESET (default demo) unless MODEL_PATH names real weights, which are
+    # then served with MODEL_PRESET, as `python -m model.worker` would.
+    demo_model_preset: str = DEFAULT_PRESET
+    model_preset: str = "tiny"
+    model_path: str | None = None
 
-    @field_validator("demo_port", mode="before")
+    def worker_preset(self) -> str:
+        return self.model_preset if self.model_path else self.demo_model_preset
+
+    def banner(self) -> str:
+        if self.demo_banner:
+            return self.demo_banner
+        if self.model_path:
+            return f"Model: {self.model_preset} from {self.model_path}."
+        return BANNERS.get(self.demo_model_preset, f"Model preset: {self.demo_model_preset}.")
+
+    @field_validator("demo_port", "demo_banner", "model_path", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value
 
 
+# The tray: scenes of the demo model's own world (training/demo_world), each with the question sent with it.
+SAMPLES = [
+    ("red circle", [("circle", "red")], "What colour is the shape?"),
+    ("blue square", [("square", "blue")], "What shape is it?"),
+    ("three shapes", [("triangle", "green"), ("circle", "yellow"), ("square", "purple")], "How many shapes are there?"),
+    ("orange triangle", [("triangle", "orange")], "Какого цвета фигура?"),
+    ("two circles", [("circle", "blue"), ("circle", "red")], "Is there a blue circle?"),
+    ("busy picture", [("square", "green"), ("triangle", "red"), ("circle", "blue"), ("square", "yellow")],
+     "Describe the picture."),
+]
+
+
 def sample_pictures() -> list[tuple[str, bytes, str]]:
-    """The playground's tray: (name, PNG bytes, the caption sent with it). A stand-in drawn with Pillow;
-    the demo model's picture generator is meant to replace this function."""
+    """The playground's tray: (name, PNG bytes, the caption sent with it), drawn by the demo world's
+    generator (the same code that drew the demo model's training pictures), the same every run."""
+    import random
+
+    from training.demo_world.scenes import random_scene, render
+
     pictures = []
-    shapes = {"red circle": (215, 50, 45), "blue square": (45, 90, 215), "green triangle": (40, 150, 70)}
-    for name, colour in shapes.items():
-        image = Image.new("RGB", (256, 256), (245, 243, 236))
-        draw = ImageDraw.Draw(image)
-        if "triangle" in name:
-            draw.polygon([(128, 40), (220, 212), (36, 212)], fill=colour)
-        else:
-            (draw.ellipse if "circle" in name else draw.rectangle)((48, 48, 208, 208), fill=colour)
+    for i, (name, kinds, caption) in enumerate(SAMPLES):
+        scene = random_scene(random.Random(100 + i), kinds=kinds)
+        scene.width = scene.height = 256  # a size people see well in a chat; the model sees 96 px anyway
+        scene.background = "off-white"
+        image, _ = render(scene)
         buffer = io.BytesIO()
         image.save(buffer, "PNG")
-        pictures.append((name, buffer.getvalue(), "What is on this picture?"))
+        pictures.append((name, buffer.getvalue(), caption))
     return pictures
 
 
@@ -163,9 +195,9 @@ def main() -> int:
             server = ["-m", "local_bot_api", "--port", str(port), "--token", DEFAULT_TOKEN, "--quiet"]
             api = supervisor.start("local Bot API", [*server, "--state", str(state.path)], env)
             _wait_http(f"{playground}/_control/bot", api)
-            _configure_playground(playground, settings.demo_banner)
+            _configure_playground(playground, settings.banner())
             env.update(BOT_TOKEN=DEFAULT_TOKEN, TELEGRAM_API_URL=playground)
-        supervisor.start("worker", ["-m", "model.worker"], {**env, "MODEL_PRESET": "tiny"})
+        supervisor.start("worker", ["-m", "model.worker"], {**env, "MODEL_PRESET": settings.worker_preset()})
         supervisor.start("bot", ["-m", "bot"], env)
         if playground:
             print(f"\n  OmniFusion playground: {playground}/\n", flush=True)

@@ -1,9 +1,9 @@
 """`python -m local_bot_api.demo` (what `make demo` runs without BOT_TOKEN: the local Bot API server, a
-worker on the tiny preset and `python -m bot`) as a subprocess on a private Redis database and a free port.
+worker on the demo model and `python -m bot`) as a subprocess on a private Redis database and a free port.
 
 In a real browser: headless Chromium opens the printed URL, sends a drawn photo with a question and a
-follow-up, and sees the answers stream in from the real bot and worker. The tiny model's weights are
-random, so the answers are noise: the test checks structure (a reply to each message, streamed by edits
+follow-up, and sees the answers stream in from the real bot and worker. The demo model's wording is
+checked in tests/test_demo_model.py: this test checks structure (a reply to each message, streamed by edits
 from the placeholder, kept in the dialog in Redis), never wording.
 Set PLAYGROUND_SCREENSHOT=docs/playground.png to refresh the committed example picture.
 
