@@ -45,7 +45,7 @@ class WorldSizes:
     seed: int = 0
 
 
-SHORT = WorldSizes(vision=3000, stage1=1000, stage2=3200, eval=540, other=60, text=1000)
+SHORT = WorldSizes(vision=2400, stage1=640, stage2=2560, eval=270, other=60, text=1000)
 
 
 def _draw_one(job: tuple[dict, str, str | None, int]) -> None:

@@ -35,7 +35,7 @@ CONFIGS = ROOT / "training" / "configs" / "demo"
 STAGES = ("vision", "stage1", "stage2")
 DATA = {"vision": "vision.jsonl", "text": "text.jsonl", "stage1": "stage1.json", "stage2": "stage2.json"}
 # The short recipe (CI): fewer pictures and steps; it must still learn (tests/test_demo_recipe.py).
-SHORT_STEPS = {"vision": ["--max_steps", "300"], "stage1": ["--max_steps", "20"], "stage2": ["--max_steps", "100"]}
+SHORT_STEPS = {"vision": ["--max_steps", "250"], "stage1": ["--max_steps", "20"], "stage2": ["--max_steps", "80"]}
 MODEL_FILES = ("config.json", "adapter.safetensors", "vision.safetensors", "llm")
 TOKENIZER_VOCAB = 1024
 
