@@ -3,7 +3,7 @@ real bot (polling), the local Bot API over HTTP, Redis and `python -m model.work
 MODEL_PATH; and through `python -m model.generate --preset demo`.
 
 Unlike the tiny preset's noise these answers have a right wording, so this is the semantic gate of the whole
-chain: a photo that reached the model in the wrong place, in the wrong colours or without its SOI/EOI would
+chain: a photo that did not reach the model, or reached it as another picture or in the wrong colours, would
 be answered wrongly here. The pictures are drawn by the demo world's generator with seeds no training run
 uses."""
 
