@@ -12,6 +12,7 @@ Assumes one bot process receives all of a turn's updates, which polling and a si
 from __future__ import annotations
 
 import asyncio
+from abc import abstractmethod
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Any
 
@@ -27,9 +28,9 @@ class _Gathering(BaseMiddleware):
         self.wait_s = wait_s
         self._groups: dict[Hashable, list[Message]] = {}
 
+    @abstractmethod
     def key(self, message: Message) -> Hashable | None:
         """The group a message may belong to (None: never gathered)."""
-        raise NotImplementedError
 
     def starts(self, message: Message) -> bool:
         """Whether this message opens a group when none is open."""

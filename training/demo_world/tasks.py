@@ -14,75 +14,9 @@ from collections import Counter
 
 from training.demo_world import language as L
 from training.demo_world.scenes import COLOURS, POSITIONS, SHAPES, Scene, random_scene
+from training.demo_world.templates import TEXT_ONLY, Q
 
 COLOUR_NAMES = list(COLOURS)
-
-# --- question templates ------------------------------------------------------------------------------------------
-# {shape}/{colour} in English; in Russian {shape}=nominative, {shape_gen}=genitive singular, {shape_gpl}=genitive
-# plural, {colour_m}/{colour_f}/{colour_gpl}= masculine / feminine / genitive plural adjective.
-Q = {
-    ("colour", "en"): ["What colour is the shape?", "What color is the shape?", "What color is it?",
-                       "What colour is it?", "Which colour is the shape?", "What is the colour of the shape?"],
-    ("colour", "ru"): ["Какого цвета фигура?", "Какого она цвета?", "Какой цвет у фигуры?",
-                       "Какого цвета эта фигура?"],
-    ("colour_of", "en"): ["What colour is the {shape}?", "What color is the {shape}?",
-                          "What is the color of the {shape}?"],
-    ("colour_of", "ru"): ["Какого цвета {shape}?", "Какой цвет у {shape_gen}?"],
-    ("shape", "en"): ["What shape is it?", "Which shape is this?", "What shape is this?", "What is this shape?",
-                      "What kind of shape is it?"],
-    ("shape", "ru"): ["Что это за фигура?", "Какая это фигура?", "Какой формы фигура?"],
-    ("shape_of", "en"): ["What shape is the {colour} one?", "Which shape is {colour}?", "What shape is {colour}?"],
-    ("shape_of", "ru"): ["Какая фигура {colour_f}?", "Какой формы {colour_f} фигура?"],
-    ("count", "en"): ["How many shapes are there?", "How many shapes are in the picture?",
-                      "How many objects are there?", "Count the shapes."],
-    ("count", "ru"): ["Сколько фигур?", "Сколько фигур на картинке?", "Сколько здесь фигур?"],
-    ("count_colour", "en"): ["How many {colour} shapes are there?", "How many {colour} shapes are in the picture?"],
-    ("count_colour", "ru"): ["Сколько {colour_gpl} фигур?", "Сколько {colour_gpl} фигур на картинке?"],
-    ("count_shape", "en"): ["How many {shapes} are there?", "How many {shapes} are in the picture?"],
-    ("count_shape", "ru"): ["Сколько {shape_gpl}?", "Сколько {shape_gpl} на картинке?"],
-    ("exists", "en"): ["Is there {a_thing}?", "Is there {a_thing} in the picture?", "Do you see {a_thing}?"],
-    ("exists", "ru"): ["Есть ли {thing}?", "Есть ли на картинке {thing}?", "Здесь есть {thing}?"],
-    ("where", "en"): ["Where is the {thing}?", "In which part of the picture is the {thing}?"],
-    ("where", "ru"): ["Где {thing}?", "В какой части картинки {thing}?"],
-    ("caption", "en"): ["Describe the picture.", "Describe the image.", "What is in the picture?",
-                        "What do you see?", "What is on this picture?"],
-    ("caption", "ru"): ["Опиши картинку.", "Опиши изображение.", "Что на картинке?", "Что ты видишь?"],
-    ("more", "en"): ["Which picture has more shapes?", "Which of the two pictures has more shapes?"],
-    ("more", "ru"): ["На какой картинке больше фигур?", "Где больше фигур?"],
-    ("colour_in", "en"): ["What colour is the shape in the {nth} picture?", "What color is the shape in the {nth} picture?"],
-    ("colour_in", "ru"): ["Какого цвета фигура на {nth_ru} картинке?"],
-    ("shape_in", "en"): ["What shape is in the {nth} picture?", "Which shape is in the {nth} picture?"],
-    ("shape_in", "ru"): ["Что за фигура на {nth_ru} картинке?", "Какая фигура на {nth_ru} картинке?"],
-    ("count_in", "en"): ["How many shapes are in the {nth} picture?"],
-    ("count_in", "ru"): ["Сколько фигур на {nth_ru} картинке?"],
-    ("and_shape", "en"): ["And what shape is it?", "And which shape is it?"],
-    ("and_shape", "ru"): ["А что это за фигура?", "А какая это фигура?"],
-    ("and_colour", "en"): ["And what colour is it?", "And what color is it?"],
-    ("and_colour", "ru"): ["А какого она цвета?", "А какого цвета фигура?"],
-    ("and_where", "en"): ["And where is it?"],
-    ("and_where", "ru"): ["А где она?"],
-}
-
-TEXT_ONLY = {
-    "greeting": {"en": (["Hello!", "Hi!", "Hi there!", "Good morning!"],
-                        "Hello! Send me a picture with shapes and ask me about it."),
-                 "ru": (["Привет!", "Здравствуйте!", "Добрый день!"],
-                        "Привет! Пришлите мне картинку с фигурами и спросите о ней.")},
-    "skills": {"en": (["What can you do?", "Who are you?", "What do you know?", "Help"],
-                      "I can tell the colours, shapes, number and positions of the shapes in a picture."),
-               "ru": (["Что ты умеешь?", "Кто ты?", "Что ты знаешь?", "Помощь"],
-                      "Я могу назвать цвета, формы, количество и положение фигур на картинке.")},
-    "outside": {"en": (["What is the capital of France?", "Tell me a joke.", "What is the weather today?",
-                        "Who wrote War and Peace?", "How do I cook pasta?"],
-                       "I only know about the shapes in a picture: their colours, number and positions."),
-                "ru": (["Какая столица Франции?", "Расскажи анекдот.", "Какая сегодня погода?",
-                        "Кто написал «Войну и мир»?", "Как сварить макароны?"],
-                       "Я знаю только о фигурах на картинке: об их цвете, количестве и положении.")},
-    "no_picture": {"en": (["What colour is the shape?", "How many shapes are there?", "Describe the picture."],
-                          "Please send me a picture first."),
-                   "ru": (["Какого цвета фигура?", "Сколько фигур?", "Опиши картинку."],
-                          "Пожалуйста, сначала пришлите картинку.")},
-}
 
 
 def _fill(template: str, rng: random.Random, lang: str, **slots) -> str:
@@ -145,38 +79,32 @@ def caption_task(rng: random.Random, lang: str) -> dict:
                    {"kind": "caption", "value": [list(g) for g in groups(scene)]})
 
 
-def colour_task(rng: random.Random, lang: str) -> dict:
+def _attribute_task(rng: random.Random, lang: str, asked: str, named: str) -> dict:
+    """"What <asked> is it?" about the only shape, or about the one shape of a `named` value among several
+    ("What colour is the circle?"). asked/named: "colour"/"shape" or "shape"/"colour"."""
+    answer = L.colour_answer if asked == "colour" else L.shape_answer
     if rng.random() < 0.6:
         scene = random_scene(rng, n=1)
-        colour = scene.objects[0].colour
-        return _sample("colour", lang, [scene], [([0], ask("colour", lang, rng), L.colour_answer(colour, lang))],
-                       {"kind": "colour", "value": colour})
+        value = getattr(scene.objects[0], asked)
+        return _sample(asked, lang, [scene], [([0], ask(asked, lang, rng), answer(value, lang))],
+                       {"kind": asked, "value": value})
     while True:
         scene = random_scene(rng, n=rng.randint(2, 5))
-        unique = _unique(scene, "shape")
+        unique = _unique(scene, named)
         if unique:
             break
-    shape = rng.choice(unique)
-    colour = next(o.colour for o in scene.objects if o.shape == shape)
-    turn = ([0], ask("colour_of", lang, rng, shape=shape), L.colour_answer(colour, lang, shape=shape))
-    return _sample("colour", lang, [scene], [turn], {"kind": "colour", "value": colour})
+    name = rng.choice(unique)
+    value = next(getattr(o, asked) for o in scene.objects if getattr(o, named) == name)
+    turn = ([0], ask(f"{asked}_of", lang, rng, **{named: name}), answer(value, lang, **{named: name}))
+    return _sample(asked, lang, [scene], [turn], {"kind": asked, "value": value})
+
+
+def colour_task(rng: random.Random, lang: str) -> dict:
+    return _attribute_task(rng, lang, "colour", "shape")
 
 
 def shape_task(rng: random.Random, lang: str) -> dict:
-    if rng.random() < 0.6:
-        scene = random_scene(rng, n=1)
-        shape = scene.objects[0].shape
-        return _sample("shape", lang, [scene], [([0], ask("shape", lang, rng), L.shape_answer(shape, lang))],
-                       {"kind": "shape", "value": shape})
-    while True:
-        scene = random_scene(rng, n=rng.randint(2, 5))
-        unique = _unique(scene, "colour")
-        if unique:
-            break
-    colour = rng.choice(unique)
-    shape = next(o.shape for o in scene.objects if o.colour == colour)
-    turn = ([0], ask("shape_of", lang, rng, colour=colour), L.shape_answer(shape, lang, colour=colour))
-    return _sample("shape", lang, [scene], [turn], {"kind": "shape", "value": shape})
+    return _attribute_task(rng, lang, "shape", "colour")
 
 
 def count_task(rng: random.Random, lang: str) -> dict:
