@@ -16,7 +16,6 @@ from bot.formatting import clean, has_visible_text, split_markdown, to_html, utf
 from local_bot_api.formatting import format_text
 from model import protocol
 from tests.bot_harness import ADMIN_ID, BotUnderTest, RealWorker, png, wait_until
-from tests.conftest import acquire_db, release_db
 
 pytest_plugins = ["tests.bot_fixtures"]
 pytestmark = pytest.mark.slow
@@ -25,15 +24,8 @@ _user_ids = itertools.count(810_000_001)
 
 
 @pytest.fixture(scope="module")
-def e2e_redis_url():
-    db = acquire_db()
-    yield f"redis://127.0.0.1:6379/{db}"
-    release_db(db)
-
-
-@pytest.fixture(scope="module")
-def worker(e2e_redis_url, tmp_path_factory):
-    real = RealWorker(e2e_redis_url, tmp_path_factory.mktemp("worker") / "worker.log").start()
+def worker(module_redis_url, tmp_path_factory):
+    real = RealWorker(module_redis_url, tmp_path_factory.mktemp("worker") / "worker.log").start()
     yield real
     real.stop()
 
@@ -50,8 +42,8 @@ async def running_bot(telegram, redis_url, **settings) -> BotUnderTest:
 
 
 @pytest.fixture
-async def bot(telegram, e2e_redis_url, worker):
-    running = await running_bot(telegram, e2e_redis_url)
+async def bot(telegram, module_redis_url, worker):
+    running = await running_bot(telegram, module_redis_url)
     yield running
     await running.stop()
 
@@ -171,9 +163,9 @@ async def test_admin_and_non_admin(bot, telegram):
     )
 
 
-async def test_cancel_really_stops_the_worker(telegram, e2e_redis_url, worker):
+async def test_cancel_really_stops_the_worker(telegram, module_redis_url, worker):
     # The random model sometimes ends on its own before /cancel lands; then the attempt is repeated.
-    bot = await running_bot(telegram, e2e_redis_url, max_new_tokens=1000)
+    bot = await running_bot(telegram, module_redis_url, max_new_tokens=1000)
     try:
         user = await new_user(telegram)
         for attempt in range(5):
@@ -194,10 +186,10 @@ async def test_cancel_really_stops_the_worker(telegram, e2e_redis_url, worker):
         await bot.stop()
 
 
-async def test_long_answers_continue_in_more_messages(telegram, e2e_redis_url, worker):
+async def test_long_answers_continue_in_more_messages(telegram, module_redis_url, worker):
     # A random-weight model stops at random: with 5 answers of up to 400 tokens and 100-character messages,
     # at least one spans several messages (measured: 2 in 12 answers stay under 100 characters).
-    bot = await running_bot(telegram, e2e_redis_url, max_new_tokens=400, message_max_chars=100)
+    bot = await running_bot(telegram, module_redis_url, max_new_tokens=400, message_max_chars=100)
     try:
         users = [await new_user(telegram) for _ in range(5)]
         asked = {u.id: await telegram.send_text(u.id, f"Explain everything, {u.id}") for u in users}
@@ -220,8 +212,8 @@ async def _job_asking(bot, question: str) -> str:
     return next(j.id for j in await _jobs(bot) if j.messages[-1]["content"][-1]["text"] == question)
 
 
-async def test_bot_restart_mid_dialog_and_mid_answer(telegram, e2e_redis_url, worker):
-    first = await running_bot(telegram, e2e_redis_url, max_new_tokens=600)  # long enough to stop mid-answer
+async def test_bot_restart_mid_dialog_and_mid_answer(telegram, module_redis_url, worker):
+    first = await running_bot(telegram, module_redis_url, max_new_tokens=600)  # long enough to stop mid-answer
     user = await new_user(telegram)
     photo = await telegram.send_photo(user.id, png(), caption="What is here?")
     await answered(first, user.id, photo.message_id)
@@ -232,7 +224,7 @@ async def test_bot_restart_mid_dialog_and_mid_answer(telegram, e2e_redis_url, wo
     assert await first.access.inflight(user.id) is not None
     await first.stop()  # SIGTERM-like, with the answer in flight
 
-    second = await running_bot(telegram, e2e_redis_url)  # resumes the answer in the same message
+    second = await running_bot(telegram, module_redis_url)  # resumes the answer in the same message
     try:
         await answered(second, user.id, asked.message_id)
         job = (await _jobs(second))[-1]

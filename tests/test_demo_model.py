@@ -20,7 +20,6 @@ import pytest
 
 from model.checkpoint import PACKAGED
 from tests.bot_harness import BotUnderTest, RealWorker, wait_until
-from tests.conftest import acquire_db, release_db
 from training.demo_world.scenes import random_scene, render
 
 pytest_plugins = ["tests.bot_fixtures"]
@@ -39,23 +38,16 @@ def picture(shape: str, colour: str, seed: int, fmt: str = "PNG") -> bytes:
 
 
 @pytest.fixture(scope="module")
-def demo_redis_url():
-    db = acquire_db()
-    yield f"redis://127.0.0.1:6379/{db}"
-    release_db(db)
-
-
-@pytest.fixture(scope="module")
-def demo_worker(demo_redis_url, tmp_path_factory):
-    real = RealWorker(demo_redis_url, tmp_path_factory.mktemp("worker") / "worker.log", MODEL_PRESET="demo",
+def demo_worker(module_redis_url, tmp_path_factory):
+    real = RealWorker(module_redis_url, tmp_path_factory.mktemp("worker") / "worker.log", MODEL_PRESET="demo",
                       MODEL_PATH="").start()
     yield real
     real.stop()
 
 
 @pytest.fixture
-async def bot(telegram, demo_redis_url, demo_worker):
-    running = BotUnderTest(telegram, demo_redis_url, max_new_tokens=48, temperature=0.0)  # greedy, as scored
+async def bot(telegram, module_redis_url, demo_worker):
+    running = BotUnderTest(telegram, module_redis_url, max_new_tokens=48, temperature=0.0)  # greedy, as scored
     await running.start_polling()
     yield running
     await running.stop()

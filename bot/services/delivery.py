@@ -20,9 +20,9 @@ from aiogram.utils.chat_action import ChatActionSender
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from bot.formatting import TELEGRAM_TEXT_LIMIT, has_visible_text
+from bot.formatting import TELEGRAM_TEXT_LIMIT
 from bot.i18n import Translator
-from bot.keyboards import answer_keyboard, stop_keyboard
+from bot.keyboards import stop_keyboard
 from bot.observability import BotMetrics, UserHasher
 from bot.services.access import AccessControl
 from bot.services.answers import AnswerRegistry
@@ -30,6 +30,7 @@ from bot.services.dialogs import DialogStore
 from bot.services.jobs import JobSubmitter
 from bot.services.message_chain import MessageChain
 from bot.services.outbox import ChatGone, Outbox
+from bot.services.outcomes import Outcome, show_failure, show_outcome
 from bot.services.replies import ReplyReader, Subscription
 from bot.services.retrying import until_redis_answers
 from model import protocol
@@ -47,14 +48,6 @@ DRAFT_REFRESH_S = 20.0  # a draft vanishes 30 s after its last update: a waiting
 @dataclass
 class _CancelWatch:
     seen_at: float | None = None  # when /cancel was first noticed
-
-
-@dataclass
-class Outcome:
-    kind: str  # done | cancelled | error | expired | timeout | lost | chat_gone | failed
-    text: str = ""
-    finish: str = ""
-    code: str = ""
 
 
 class AnswerDelivery:
@@ -173,7 +166,7 @@ class AnswerDelivery:
                 bot=self.bot, chat_id=record["chat_id"], message_thread_id=record.get("thread_id")
             ):
                 outcome = await self._follow(record, chain, t)
-            await self._show_outcome(record, outcome, chain, t)
+            await show_outcome(record, outcome, chain, t)
         except ChatGone:
             outcome = Outcome("chat_gone")
             await self.queue.cancel(record["job_id"])  # nobody to show it to: stop the worker too
@@ -183,7 +176,7 @@ class AnswerDelivery:
             log.exception("delivery failed", extra={"job": record["job_id"]})
             self.metrics.errors.labels(where="delivery").inc()
             outcome = Outcome("failed")
-            await self._try_show_failure(chain, t)
+            await show_failure(chain, t)
         await self._finish(record, outcome, started, chain.message_ids)
 
     async def _follow(self, record: dict[str, Any], chain: MessageChain, t: Translator) -> Outcome:
@@ -291,33 +284,6 @@ class AnswerDelivery:
         if ahead == 0:
             return t("status.next")
         return t("status.queued", ahead=f"{ahead}+" if ahead >= AHEAD_CAP else ahead)
-
-    async def _show_outcome(
-        self, record: dict[str, Any], outcome: Outcome, chain: MessageChain, t: Translator
-    ) -> None:
-        buttons = answer_keyboard(t, record["user_id"], record["job_id"])  # 🔄 and ✨ under every ending
-        if outcome.kind == "done":
-            await chain.show(outcome.text, markdown=True, final=True, if_empty=t("answer.empty"), keyboard=buttons)
-            return
-        if outcome.kind == "cancelled":
-            body = outcome.text.strip()
-            body = f"{body}\n\n{t('answer.cancelled')}" if has_visible_text(body) else t("answer.cancelled")
-            await chain.show(body, markdown=True, final=True, if_empty=t("answer.cancelled"), keyboard=buttons)
-            return
-        if outcome.kind == "error":
-            key = f"error.{outcome.code}"
-            message = t(key) if t.has(key) else t("error.other", code=outcome.code)
-        elif outcome.kind == "lost":
-            message = t("answer.lost")
-        else:
-            message = t("answer.offline_expired" if outcome.kind == "expired" else "answer.timeout")
-        await chain.show(message, markdown=False, final=True, keyboard=buttons)
-
-    async def _try_show_failure(self, chain: MessageChain, t: Translator) -> None:
-        try:
-            await chain.show(t("answer.failed"), markdown=False, final=True)
-        except Exception:  # already failing; the log has the first error
-            log.debug("could not show the failure either", exc_info=True)
 
     async def _finish(
         self, record: dict[str, Any], outcome: Outcome, started: float, message_ids: list[int]
