@@ -11,16 +11,16 @@ from bot import keys
 from tests.bot_harness import png, wait_until
 from tests.pdf_factory import text_pdf
 from tests.test_bot_chat import buttons
-from tests.test_bot_e2e import _jobs, answered, e2e_redis_url, new_user, running_bot, streaming, wire, worker
+from tests.test_bot_e2e import _jobs, answered, new_user, running_bot, streaming, wire, worker
 from tests.test_bot_settings import everything_about
 
 pytest_plugins = ["tests.bot_fixtures"]
 pytestmark = pytest.mark.slow
-__all__ = ["e2e_redis_url", "worker"]  # module-scoped fixtures: one worker for this module
+__all__ = ["worker"]  # module-scoped fixtures: one worker for this module
 
 
-async def test_a_draft_streams_and_its_stop_button_stops_the_worker(telegram, e2e_redis_url, worker):
-    bot = await running_bot(telegram, e2e_redis_url, max_new_tokens=1000)
+async def test_a_draft_streams_and_its_stop_button_stops_the_worker(telegram, module_redis_url, worker):
+    bot = await running_bot(telegram, module_redis_url, max_new_tokens=1000)
     try:
         user = await new_user(telegram)
         for attempt in range(5):  # the random model sometimes ends on its own before the stop lands
@@ -41,8 +41,8 @@ async def test_a_draft_streams_and_its_stop_button_stops_the_worker(telegram, e2
         await bot.stop()
 
 
-async def test_regenerate_asks_the_worker_again_and_marks_the_old_answer(telegram, e2e_redis_url, worker):
-    bot = await running_bot(telegram, e2e_redis_url)
+async def test_regenerate_asks_the_worker_again_and_marks_the_old_answer(telegram, module_redis_url, worker):
+    bot = await running_bot(telegram, module_redis_url)
     try:
         user = await new_user(telegram)
         photo = await telegram.send_photo(user.id, png(), caption="What is here?")
@@ -61,8 +61,8 @@ async def test_regenerate_asks_the_worker_again_and_marks_the_old_answer(telegra
         await bot.stop()
 
 
-async def test_a_message_written_meanwhile_is_answered_next(telegram, e2e_redis_url, worker):
-    bot = await running_bot(telegram, e2e_redis_url, max_new_tokens=200)
+async def test_a_message_written_meanwhile_is_answered_next(telegram, module_redis_url, worker):
+    bot = await running_bot(telegram, module_redis_url, max_new_tokens=200)
     try:
         user = await new_user(telegram)
         first = await telegram.send_text(user.id, "first question")
@@ -83,8 +83,8 @@ async def test_a_message_written_meanwhile_is_answered_next(telegram, e2e_redis_
         await bot.stop()
 
 
-async def test_a_pdf_reaches_the_worker_and_is_answered(telegram, e2e_redis_url, worker):
-    bot = await running_bot(telegram, e2e_redis_url)
+async def test_a_pdf_reaches_the_worker_and_is_answered(telegram, module_redis_url, worker):
+    bot = await running_bot(telegram, module_redis_url)
     try:
         user = await new_user(telegram)
         data = text_pdf([["The launch is on Tuesday."], ["Bring the blue folder."]])
@@ -100,8 +100,8 @@ async def test_a_pdf_reaches_the_worker_and_is_answered(telegram, e2e_redis_url,
         await bot.stop()
 
 
-async def test_forget_leaves_nothing_of_the_user(telegram, e2e_redis_url, worker):
-    bot = await running_bot(telegram, e2e_redis_url)
+async def test_forget_leaves_nothing_of_the_user(telegram, module_redis_url, worker):
+    bot = await running_bot(telegram, module_redis_url)
     try:
         user = await new_user(telegram)
         secret = "a question nobody else asks"
