@@ -94,7 +94,7 @@ def test_the_short_recipe_learns_and_a_second_run_reuses_it(tmp_path):
     assert {"colour", "shape", "count", "exists", "position", "two_photos", "other_colour"} <= set(report)
     second = subprocess.run([*command, "--no-eval"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert second.returncode == 0, second.stderr[-3000:]
-    for stage in ("vision", "stage1", "stage2"):
+    for stage in ("vision", "balance", "stage1", "stage2"):
         assert f"[recipe] {stage}: done before, reused" in second.stdout
     timings = json.loads((out / "timings.json").read_text())
     assert timings["world"] < 60  # the world was not drawn again
@@ -112,3 +112,31 @@ def test_a_damaged_checkpoint_file_is_named(tmp_path):
     weights.write_bytes(b"\0" * 64)
     with pytest.raises(DamagedCheckpoint, match=weights.name):
         OmniFusion.from_pretrained(damaged, device="cpu", dtype=torch.float32)
+
+
+def test_balance_makes_a_quiet_attribute_as_loud_as_a_loud_one_in_the_picture_average():
+    """The recipe's `balance` step (training/demo_world/balance.py): two attributes of a picture, one moving its
+    tokens' average 10x more than the other, move the adapter output's average about equally afterwards, at the
+    token norm the old weight gave."""
+    from training.demo_world.balance import whitening
+
+    g = torch.Generator().manual_seed(0)
+    pictures, tokens, width = 400, 12, 16
+    loud, quiet = torch.randint(0, 2, (pictures,), generator=g), torch.randint(0, 2, (pictures,), generator=g)
+    u, v = torch.eye(width)[0], torch.eye(width)[1]
+    x = torch.randn(pictures, tokens, width, generator=g)
+    x += (10.0 * loud[:, None] * u + 1.0 * quiet[:, None] * v)[:, None, :]
+    linear = torch.randn(32, width, generator=g) / width**0.5
+
+    def separation(weight, bias, labels):
+        means = (x.mean(1) @ weight.T + bias)
+        return (means[labels == 1].mean(0) - means[labels == 0].mean(0)).norm().item()
+
+    zero = torch.zeros(32)
+    before = separation(linear, zero, loud) / separation(linear, zero, quiet)
+    weight, bias = whitening(x, linear)
+    after = separation(weight, bias, loud) / separation(weight, bias, quiet)
+    assert before > 8 and 0.5 < after < 2.0, (before, after)
+    old_norm = (x.reshape(-1, width) @ linear.T).norm(dim=1).mean()
+    new_norm = (x.reshape(-1, width) @ weight.T + bias).norm(dim=1).mean()
+    assert abs(new_norm / old_norm - 1) < 0.05

@@ -5,6 +5,7 @@
                preset around it
     vision     the vision tower learns to see (instance masks)         training/configs/demo/vision.yaml
     stage1     adapter + SOI/EOI/USER/BOT on captions, as released     training/configs/demo/stage1.yaml
+    balance    the adapter's output layer is whitened on the pictures' statistics (balance.py says why)
     stage2     everything but the tower on every skill, as released    training/configs/demo/stage2.yaml
     eval       per-skill accuracy on held-out dialogs -> <out>/eval.json
 
@@ -26,6 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from training.demo_world.balance import balance  # noqa: E402
 from training.demo_world.build import SHORT, WorldSizes, build  # noqa: E402
 
 CONFIGS = ROOT / "training" / "configs" / "demo"
@@ -132,6 +134,12 @@ def main(argv: list[str] | None = None) -> int:
         else:
             timed(stage, run_stage, stage, previous, world, out, args.seed, args.short)
         previous = out / stage
+        if stage == "stage1":  # not a training step: a start for stage 2's adapter, from the pictures alone
+            if not (out / "balance" / "config.json").is_file():
+                timed("balance", balance, previous, world, out / "balance", 600 if args.short else 1500)
+            else:
+                print("[recipe] balance: done before, reused", flush=True)
+            previous = out / "balance"
     if not args.no_eval:
         start = time.perf_counter()
         report = evaluate_final(previous, world, out)
