@@ -87,8 +87,6 @@ async def test_a_photo_its_follow_up_and_a_russian_question(bot, telegram):
     assert "треугольник" in await answer_to(bot, telegram, russian.id, sent)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 9 is open: the demo model answers a later photo of a dialog wrongly "
-                   "(greedy: 0 of 3 here; two-photo skill 53 %, docs/demo-model.md)")
 async def test_later_photos_in_the_same_dialog_are_answered_about_the_newest(bot, telegram):
     user = await telegram.create_user(user_id=next(_user_ids), language_code="en")
     sent = await telegram.send_photo(user.id, picture("circle", "red", 9001), caption="What colour is the shape?")
