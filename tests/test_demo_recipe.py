@@ -140,3 +140,34 @@ def test_balance_makes_a_quiet_attribute_as_loud_as_a_loud_one_in_the_picture_av
     old_norm = (x.reshape(-1, width) @ linear.T).norm(dim=1).mean()
     new_norm = (x.reshape(-1, width) @ weight.T + bias).norm(dim=1).mean()
     assert abs(new_norm / old_norm - 1) < 0.05
+
+
+def test_a_folder_is_replaced_whole_or_left_as_it_was(tmp_path):
+    from training.folders import replaced_atomically
+
+    dest = tmp_path / "model"
+    dest.mkdir()
+    (dest / "old.txt").write_text("old")
+    with pytest.raises(RuntimeError), replaced_atomically(dest) as tmp:
+        (tmp / "half.txt").write_text("half")
+        raise RuntimeError("interrupted")
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]  # no partial folder left behind
+    assert [p.name for p in dest.iterdir()] == ["old.txt"]
+    with replaced_atomically(dest) as tmp:
+        (tmp / "new.txt").write_text("new")
+    assert [p.name for p in dest.iterdir()] == ["new.txt"]
+
+
+def test_balance_is_redone_when_stage_1_changed_after_it(tmp_path):
+    from training.demo_world.recipe import BALANCED_FROM, adapter_digest, balanced
+
+    stage1, folder = tmp_path / "stage1", tmp_path / "balance"
+    stage1.mkdir()
+    folder.mkdir()
+    (stage1 / "adapter.safetensors").write_bytes(b"stage one, first run")
+    (folder / "config.json").write_text("{}")
+    assert not balanced(stage1, folder)  # a folder that does not say what it came from is not trusted
+    (folder / BALANCED_FROM).write_text(json.dumps({"adapter_sha256": adapter_digest(stage1)}))
+    assert balanced(stage1, folder)
+    (stage1 / "adapter.safetensors").write_bytes(b"stage one, run again")
+    assert not balanced(stage1, folder)

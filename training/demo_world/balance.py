@@ -13,11 +13,12 @@ it only re-scales directions, and stage 2 trains `linear` on from it as usual.
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import torch
 from PIL import Image
+
+from training.folders import replaced_atomically
 
 EPS = 0.01  # regularises the smallest directions: each is amplified at most 1/sqrt(EPS) = 10x the largest's gain
 
@@ -52,6 +53,7 @@ def whitening(x: torch.Tensor, linear: torch.Tensor, eps: float = EPS) -> tuple[
 def balance(model_dir: Path, world: Path, out: Path, pictures: int = 1500) -> None:
     """model_dir (after stage 1) -> out, the same model with `linear` whitened."""
     from model.omnifusion import OmniFusion
+    from training.demo_world.recipe import BALANCED_FROM, adapter_digest
 
     model = OmniFusion.from_pretrained(model_dir, device="cpu", dtype=torch.float32).eval()
     x = picture_inputs(model, world, pictures)
@@ -59,7 +61,7 @@ def balance(model_dir: Path, world: Path, out: Path, pictures: int = 1500) -> No
     with torch.no_grad():
         model.adapter.linear.weight.copy_(weight)
         model.adapter.linear.bias.copy_(bias)
-    tmp = out.with_name(out.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    tmp.rename(out)
+    with replaced_atomically(out) as tmp:
+        model.save_pretrained(tmp)
+        (tmp / BALANCED_FROM).write_text(json.dumps({"model": str(model_dir),
+                                                     "adapter_sha256": adapter_digest(model_dir)}) + "\n")

@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import logging
 import random
-import shutil
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -29,6 +28,7 @@ from tqdm import tqdm
 from training.demo_world import language as L
 from training.demo_world.scenes import Scene, encode, random_scene, render
 from training.demo_world.tasks import EVAL_SKILLS, ask, groups, sample_task
+from training.folders import replaced_atomically
 
 log = logging.getLogger(__name__)
 VERSION = 3  # bump when the generator changes what it draws or says
@@ -156,16 +156,12 @@ def build_eval(out: str | Path, n: int = 2700, other: int = 300, seed: int = 100
     manifest = {"version": VERSION, "eval": n, "other": other, "seed": seed}
     if (out / "manifest.json").is_file() and json.loads((out / "manifest.json").read_text()) == manifest:
         return out
-    tmp = out.with_name(out.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    pics = _Pictures(tmp)
-    items = _eval_items(pics, n, seed)
-    pics.draw_all(processes)
-    _write_eval(tmp, items, other, seed + 1)
-    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
+    with replaced_atomically(out) as tmp:
+        pics = _Pictures(tmp)
+        items = _eval_items(pics, n, seed)
+        pics.draw_all(processes)
+        _write_eval(tmp, items, other, seed + 1)
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return out
 
 
@@ -176,9 +172,13 @@ def build(out: str | Path, sizes: WorldSizes = WorldSizes(), processes: int = 2)
     if (out / "manifest.json").is_file() and json.loads((out / "manifest.json").read_text()) == manifest:
         log.info("demo world data in %s is up to date", out)
         return out
-    tmp = out.with_name(out.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    with replaced_atomically(out) as tmp:
+        _write_world(tmp, sizes, processes)
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return out
+
+
+def _write_world(tmp: Path, sizes: WorldSizes, processes: int) -> None:
     pics = _Pictures(tmp)
     rng = random.Random(sizes.seed)
 
@@ -208,7 +208,3 @@ def build(out: str | Path, sizes: WorldSizes = WorldSizes(), processes: int = 2)
     _write_jsonl(tmp / "text.jsonl", ({"text": t} for t in _text_lines(random.Random(sizes.seed + 4), sizes.text)))
     (tmp / "stage1.json").write_text(json.dumps(captions, ensure_ascii=False))
     (tmp / "stage2.json").write_text(json.dumps(stage2, ensure_ascii=False))
-    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
-    return out

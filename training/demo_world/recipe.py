@@ -17,6 +17,7 @@ interrupted one resumes from its last checkpoint (`--resume latest`); the same s
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import shutil
 import subprocess
@@ -27,8 +28,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from training.demo_world.balance import balance  # noqa: E402
 from training.demo_world.build import SHORT, WorldSizes, build  # noqa: E402
+from training.folders import replaced_atomically  # noqa: E402
 
 CONFIGS = ROOT / "training" / "configs" / "demo"
 # No text stage for the LLM (training/configs/demo/text.yaml, still runnable): measured on this world, an LLM
@@ -40,6 +41,12 @@ DATA = {"vision": "vision.jsonl", "text": "text.jsonl", "stage1": "stage1.json",
 SHORT_STEPS = {"vision": ["--max_steps", "250"], "stage1": ["--max_steps", "20"], "stage2": ["--max_steps", "80"]}
 MODEL_FILES = ("config.json", "adapter.safetensors", "vision.safetensors", "llm")
 TOKENIZER_VOCAB = 1024
+BALANCED_FROM = "balanced_from.json"  # in the balance folder: which stage-1 model it was computed on
+
+
+def adapter_digest(model_dir: Path) -> str:
+    with (model_dir / "adapter.safetensors").open("rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def make_init(world: Path, out: Path, seed: int) -> None:
@@ -51,10 +58,8 @@ def make_init(world: Path, out: Path, seed: int) -> None:
     lines = [json.loads(line)["text"] for line in (world / DATA["text"]).read_text(encoding="utf-8").splitlines()]
     tokenizer = train_bpe_tokenizer(lines, TOKENIZER_VOCAB)
     model = build_in_memory(preset_config("demo").replace(seed=seed), device="cpu", tokenizer=tokenizer)
-    tmp = out.with_name(out.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    tmp.rename(out)
+    with replaced_atomically(out) as tmp:
+        model.save_pretrained(tmp)
 
 
 def finished(folder: Path) -> bool:
@@ -64,6 +69,13 @@ def finished(folder: Path) -> bool:
         return False
     saved = json.loads(progress.read_text())
     return saved.get("step", 0) > 0 and (folder / "config.json").is_file()
+
+
+def balanced(stage1: Path, folder: Path) -> bool:
+    """The balance step was done, on this very stage-1 model (a rerun stage 1 makes it stale)."""
+    source = folder / BALANCED_FROM
+    return (folder / "config.json").is_file() and source.is_file() and \
+        json.loads(source.read_text()).get("adapter_sha256") == adapter_digest(stage1)
 
 
 def run_stage(stage: str, previous: Path, world: Path, out: Path, seed: int, short: bool) -> None:
@@ -94,14 +106,10 @@ def evaluate_final(model_dir: Path, world: Path, out: Path) -> dict:
 
 def export(model_dir: Path, dest: Path) -> None:
     """Only what serving needs: the model files, not the optimizer state."""
-    tmp = dest.with_name(dest.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    for name in MODEL_FILES:
-        src = model_dir / name
-        (shutil.copytree if src.is_dir() else shutil.copy2)(src, tmp / name)
-    shutil.rmtree(dest, ignore_errors=True)
-    tmp.rename(dest)
+    with replaced_atomically(dest) as tmp:
+        for name in MODEL_FILES:
+            src = model_dir / name
+            (shutil.copytree if src.is_dir() else shutil.copy2)(src, tmp / name)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -135,10 +143,12 @@ def main(argv: list[str] | None = None) -> int:
             timed(stage, run_stage, stage, previous, world, out, args.seed, args.short)
         previous = out / stage
         if stage == "stage1":  # not a training step: a start for stage 2's adapter, from the pictures alone
-            if not (out / "balance" / "config.json").is_file():
-                timed("balance", balance, previous, world, out / "balance", 600 if args.short else 1500)
-            else:
+            if balanced(previous, out / "balance"):
                 print("[recipe] balance: done before, reused", flush=True)
+            else:
+                from training.demo_world.balance import balance
+
+                timed("balance", balance, previous, world, out / "balance", 600 if args.short else 1500)
             previous = out / "balance"
     if not args.no_eval:
         start = time.perf_counter()
