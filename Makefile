@@ -30,7 +30,7 @@ browser:
 	  echo "Chromium is not installed: the browser tests will be skipped"
 
 test: install redis browser
-	$(PY) -m pytest -q -ra $(PYTEST_ARGS)
+	$(PY) -m pytest -q -ra --durations=15 $(PYTEST_ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check bot model training local_bot_api tests bench
