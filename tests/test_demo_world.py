@@ -119,6 +119,22 @@ def test_position_and_yes_no_questions_are_balanced():
     assert regions == {"left", "right", "top", "bottom", "centre"}
 
 
+def test_photos_sent_one_after_another_are_asked_about_in_turn_and_the_last_answer_is_about_the_newest():
+    rng = random.Random(5)
+    lengths = set()
+    for _ in range(300):
+        sample = sample_task(rng, "two_photos", "en")
+        scenes, turns = sample["scenes"], sample["turns"]
+        if len(turns) == 1:
+            continue  # one question about both pictures ("Which picture has more shapes?")
+        lengths.add(len(scenes))
+        assert [images for images, _, _ in turns] == [[i] for i in range(len(scenes))]  # a new photo each turn
+        newest = scenes[-1].objects[0]
+        assert sample["expect"]["value"] in (newest.colour, newest.shape)
+        assert scoring.is_right(turns[-1][2], sample["expect"])
+    assert lengths == {2, 3, 4}
+
+
 def test_captions_list_groups_left_to_right():
     scene = Scene([Shape("square", "blue", 0.8, 0.5, 0.08), Shape("circle", "red", 0.2, 0.5, 0.08),
                    Shape("square", "blue", 0.5, 0.2, 0.08)])

@@ -31,21 +31,21 @@ from training.demo_world.tasks import EVAL_SKILLS, ask, groups, sample_task
 from training.folders import replaced_atomically
 
 log = logging.getLogger(__name__)
-VERSION = 3  # bump when the generator changes what it draws or says
+VERSION = 5  # bump when the generator changes what it draws or says
 
 
 @dataclass(frozen=True)
 class WorldSizes:
     vision: int = 8000  # pictures with masks for the vision stage (stage 1 captions reuse them)
     stage1: int = 1600  # 50 steps of 32
-    stage2: int = 9600  # 300 steps of 32
+    stage2: int = 9600  # 300 steps of 32 per epoch (stage 2 runs two)
     eval: int = 2700  # held out: 150 per skill and language
     other: int = 300  # held out, drawn by another program
     text: int = 4000
     seed: int = 0
 
 
-SHORT = WorldSizes(vision=2400, stage1=640, stage2=2560, eval=270, other=60, text=1000)
+SHORT = WorldSizes(vision=2400, stage1=640, stage2=5120, eval=270, other=200, text=1000)
 
 
 def _draw_one(job: tuple[dict, str, str | None, int]) -> None:

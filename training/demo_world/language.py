@@ -33,8 +33,9 @@ RU_COLOURS = {
 EN_POSITIONS = {"left": "on the left", "right": "on the right", "top": "at the top", "bottom": "at the bottom",
                 "centre": "in the centre"}
 RU_POSITIONS = {"left": "слева", "right": "справа", "top": "вверху", "bottom": "внизу", "centre": "в центре"}
-EN_ORDINALS = {0: "first", 1: "second"}
-RU_ORDINALS_PREP = {0: "первой", 1: "второй"}  # "на первой картинке"
+EN_ORDINALS = {0: "first", 1: "second", 2: "third", 3: "fourth"}
+RU_ORDINALS = {0: "Первая", 1: "Вторая", 2: "Третья", 3: "Четвёртая"}
+RU_ORDINALS_PREP = {0: "первой", 1: "второй", 2: "третьей", 3: "четвёртой"}  # "на первой картинке"
 
 
 def cap(text: str) -> str:
@@ -89,13 +90,13 @@ def describe(groups: list[tuple[str, str, int]], lang: str) -> str:
 
 def picture_in_words(objects: list[tuple[str, str, str | None]], lang: str, nth: int | None = None) -> str:
     """What a picture shows, told in words, for the text stage: "Picture: a red circle on the left and a blue
-    square." (objects as (shape, colour, region or None), left to right; `nth`: first or second picture)."""
+    square." (objects as (shape, colour, region or None), left to right; `nth`: which picture of the dialog, from 0)."""
     if lang == "en":
         parts = [en_group(s, c, 1) + (f" {EN_POSITIONS[r]}" if r else "") for s, c, r in objects]
         head = "Picture" if nth is None else f"{cap(EN_ORDINALS[nth])} picture"
     else:
         parts = [ru_group(s, c, 1) + (f" {RU_POSITIONS[r]}" if r else "") for s, c, r in objects]
-        head = "Картинка" if nth is None else ("Первая картинка" if nth == 0 else "Вторая картинка")
+        head = "Картинка" if nth is None else f"{RU_ORDINALS[nth]} картинка"
     return f"{head}: {join(parts, lang)}."
 
 
