@@ -37,8 +37,9 @@ CONFIGS = ROOT / "training" / "configs" / "demo"
 # read the image tokens. Stage 2 from a random LLM does learn to see (docs/demo-model.md).
 STAGES = ("vision", "stage1", "stage2")
 DATA = {"vision": "vision.jsonl", "text": "text.jsonl", "stage1": "stage1.json", "stage2": "stage2.json"}
-# The short recipe (CI): fewer pictures and steps; it must still learn (tests/test_demo_recipe.py).
-SHORT_STEPS = {"vision": ["--max_steps", "250"], "stage1": ["--max_steps", "20"], "stage2": ["--max_steps", "80"]}
+# The short recipe (CI): fewer pictures and steps; it must still learn to see colour (tests/test_demo_recipe.py:
+# 79 % on pictures drawn by matplotlib after 160 stage-2 steps, 100 % after 220).
+SHORT_STEPS = {"vision": ["--max_steps", "250"], "stage1": ["--max_steps", "20"], "stage2": ["--max_steps", "220"]}
 MODEL_FILES = ("config.json", "adapter.safetensors", "vision.safetensors", "llm")
 TOKENIZER_VOCAB = 1024
 BALANCED_FROM = "balanced_from.json"  # in the balance folder: which stage-1 model it was computed on
