@@ -127,9 +127,10 @@ def main(argv: list[str] | None = None) -> int:
 
     def timed(name, fn, *a):
         start = time.perf_counter()
-        fn(*a)
+        result = fn(*a)
         timings[name] = round(time.perf_counter() - start, 1)
         print(f"[recipe] {name}: {timings[name]:.0f} s", flush=True)
+        return result
 
     sizes = WorldSizes(**{**SHORT.__dict__, "seed": args.seed}) if args.short else WorldSizes(seed=args.seed)
     world = out / "world"
@@ -152,9 +153,7 @@ def main(argv: list[str] | None = None) -> int:
                 timed("balance", balance, previous, world, out / "balance", 600 if args.short else 1500)
             previous = out / "balance"
     if not args.no_eval:
-        start = time.perf_counter()
-        report = evaluate_final(previous, world, out)
-        timings["eval"] = round(time.perf_counter() - start, 1)
+        report = timed("eval", evaluate_final, previous, world, out)
         for key, value in report.items():
             if "/" not in key or key.startswith("all/"):
                 extra = f"  yes-ratio {value['yes_ratio']:.2f}" if "yes_ratio" in value else ""
