@@ -183,6 +183,9 @@ class Supervisor:
 
 
 def main() -> int:
+    # Started in the background (`make demo &` in a script, nohup) a process inherits SIGINT ignored, and Python
+    # then leaves it ignored: Ctrl-C / kill -INT would not stop the demo. It is our stop signal, so take it back.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     settings = DemoSettings()
     env = {**os.environ, "REDIS_URL": settings.redis_url, "PYTHONUNBUFFERED": "1"}
     supervisor = Supervisor()

@@ -107,6 +107,8 @@ class Demo:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                # as a background job starts it (`make demo &`, nohup): SIGINT ignored; Ctrl-C must still stop it
+                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
             )
         self.redis_url = redis_url
 
