@@ -20,7 +20,7 @@ import pytest
 
 from model.checkpoint import PACKAGED
 from tests.bot_harness import BotUnderTest, RealWorker, wait_until
-from training.demo_world.scenes import random_scene, render
+from training.demo_world.scenes import POSITIONS, random_scene, render
 
 pytest_plugins = ["tests.bot_fixtures"]
 pytestmark = pytest.mark.slow
@@ -90,7 +90,6 @@ async def test_a_photo_its_follow_up_and_a_russian_question(bot, telegram):
 async def test_where_the_shape_is(bot, telegram):
     # the place of the shape: the demo model answered it at chance until stage 2's adapter learned slower
     # (training/configs/demo/stage2.yaml); a photo mirrored or cropped on its way would be answered wrongly
-    places = ("left", "right", "top", "bottom", "centre")
     for shape, colour, seed, region, question in (
             ("square", "blue", 9005, "left", "Where is the square?"),
             ("triangle", "orange", 9006, "top", "Where is the shape?"),
@@ -98,7 +97,7 @@ async def test_where_the_shape_is(bot, telegram):
         user = await telegram.create_user(user_id=next(_user_ids), language_code="en")
         sent = await telegram.send_photo(user.id, picture(shape, colour, seed, region=region), caption=question)
         answer = await answer_to(bot, telegram, user.id, sent)
-        assert region in answer and not any(other in answer for other in places if other != region), answer
+        assert region in answer and not any(other in answer for other in POSITIONS if other != region), answer
 
 
 async def test_later_photos_in_the_same_dialog_are_answered_about_the_newest(bot, telegram):
