@@ -48,13 +48,18 @@ class Case:
     others: np.ndarray  # [N] the other objects' share of each patch
 
 
-def _patch_shares(mask: Image.Image, image_size: int, patch: int, index: int) -> tuple[np.ndarray, np.ndarray]:
-    """Instance mask -> (the object `index`'s share of each patch, the other objects' share), in the model's
-    view (resized and cropped as the pixels are: vision_stage.VisionTargets.for_image)."""
+def patch_blocks(mask: Image.Image, image_size: int, patch: int) -> np.ndarray:
+    """Instance mask -> [N, patch * patch]: each patch's mask values (object index + 1, 0 for the background),
+    in the model's view (resized and cropped as the pixels are: vision_stage.VisionTargets.for_image)."""
     size, box = clip_geometry(*mask.size, image_size)
     m = np.asarray(mask.resize(size, Image.Resampling.NEAREST).crop(box))
     grid = image_size // patch
-    blocks = m.reshape(grid, patch, grid, patch).transpose(0, 2, 1, 3).reshape(grid * grid, patch * patch)
+    return m.reshape(grid, patch, grid, patch).transpose(0, 2, 1, 3).reshape(grid * grid, patch * patch)
+
+
+def _patch_shares(mask: Image.Image, image_size: int, patch: int, index: int) -> tuple[np.ndarray, np.ndarray]:
+    """-> (the object `index`'s share of each patch, the other objects' share)."""
+    blocks = patch_blocks(mask, image_size, patch)
     return (blocks == index + 1).mean(1), ((blocks > 0) & (blocks != index + 1)).mean(1)
 
 

@@ -24,11 +24,10 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-from PIL import Image
 
 from model.dialog import encode_dialog
-from model.vision import clip_geometry
 from training.demo_world import tasks
+from training.demo_world.retrieval import patch_blocks
 from training.demo_world.scenes import COLOURS, SHAPES, Scene, render
 
 MIN_COVER = 0.2  # a patch belongs to the object covering the most of it, if that is at least this much
@@ -36,13 +35,9 @@ MIN_COVER = 0.2  # a patch belongs to the object covering the most of it, if tha
 
 def patch_owners(scene: Scene, image_size: int, patch: int) -> np.ndarray:
     """[N]: the index of the object each patch belongs to in the model's view, -1 for the background."""
-    _, mask = render(scene)
-    size, box = clip_geometry(*mask.size, image_size)
-    m = np.asarray(mask.resize(size, Image.Resampling.NEAREST).crop(box))
-    grid = image_size // patch
-    blocks = m.reshape(grid, patch, grid, patch).transpose(0, 2, 1, 3).reshape(grid * grid, patch * patch)
+    blocks = patch_blocks(render(scene)[1], image_size, patch)
     if not scene.objects:
-        return np.full(grid * grid, -1)
+        return np.full(len(blocks), -1)
     cover = np.stack([(blocks == i + 1).mean(1) for i in range(len(scene.objects))], 1)
     return np.where(cover.max(1) >= MIN_COVER, cover.argmax(1), -1)
 
