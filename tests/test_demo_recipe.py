@@ -120,7 +120,7 @@ def test_the_short_recipe_learns_and_a_second_run_reuses_it(tmp_path):
     assert colour["n"] >= 100 and colour["accuracy"] >= 0.8, colour
     second = subprocess.run([*command, "--no-eval"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert second.returncode == 0, second.stderr[-3000:]
-    for stage in ("vision", "balance", "stage1", "stage2"):
+    for stage in ("init", "vision", "stage1", "balance", "stage2"):
         assert f"[recipe] {stage}: done before, reused" in second.stdout
     timings = json.loads((out / "timings.json").read_text())
     assert timings["world"] < 60  # the world was not drawn again
@@ -184,16 +184,23 @@ def test_a_folder_is_replaced_whole_or_left_as_it_was(tmp_path):
     assert [p.name for p in dest.iterdir()] == ["new.txt"]
 
 
-def test_balance_is_redone_when_stage_1_changed_after_it(tmp_path):
-    from training.demo_world.recipe import BALANCED_FROM, adapter_digest, balanced
+def test_a_step_is_redone_when_the_step_before_it_changed(tmp_path):
+    from training.demo_world.recipe import begin, record, started_from
 
-    stage1, folder = tmp_path / "stage1", tmp_path / "balance"
-    stage1.mkdir()
+    before, folder = tmp_path / "stage1", tmp_path / "stage2"
+    before.mkdir()
+    (before / "config.json").write_text("{}")
+    (before / "adapter.safetensors").write_bytes(b"stage one, first run")
     folder.mkdir()
-    (stage1 / "adapter.safetensors").write_bytes(b"stage one, first run")
-    (folder / "config.json").write_text("{}")
-    assert not balanced(stage1, folder)  # a folder that does not say what it came from is not trusted
-    (folder / BALANCED_FROM).write_text(json.dumps({"adapter_sha256": adapter_digest(stage1)}))
-    assert balanced(stage1, folder)
-    (stage1 / "adapter.safetensors").write_bytes(b"stage one, run again")
-    assert not balanced(stage1, folder)
+    (folder / "checkpoint").write_text("half done")
+    assert not started_from(before, folder)  # a folder that does not say what it came from is not trusted
+    begin(before, folder)
+    assert not (folder / "checkpoint").exists() and started_from(before, folder)
+    (folder / "checkpoint").write_text("half done")
+    begin(before, folder)  # the same start: what is there is kept, to resume from
+    assert (folder / "checkpoint").exists()
+    record(before, folder)
+    (before / "adapter.safetensors").write_bytes(b"stage one, run again")
+    assert not started_from(before, folder)
+    begin(before, folder)
+    assert not (folder / "checkpoint").exists()

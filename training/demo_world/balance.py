@@ -53,15 +53,11 @@ def whitening(x: torch.Tensor, linear: torch.Tensor, eps: float = EPS) -> tuple[
 def balance(model_dir: Path, world: Path, out: Path, pictures: int = 1500) -> None:
     """model_dir (after stage 1) -> out, the same model with `linear` whitened."""
     from model.omnifusion import OmniFusion
-    from training.demo_world.recipe import BALANCED_FROM, adapter_digest
-
     model = OmniFusion.from_pretrained(model_dir, device="cpu", dtype=torch.float32).eval()
     x = picture_inputs(model, world, pictures)
     weight, bias = whitening(x, model.adapter.linear.weight.detach())
     with torch.no_grad():
         model.adapter.linear.weight.copy_(weight)
         model.adapter.linear.bias.copy_(bias)
-    with replaced_atomically(out) as tmp:
+    with replaced_atomically(out) as tmp:  # (the recipe then records which stage-1 model it came from)
         model.save_pretrained(tmp)
-        (tmp / BALANCED_FROM).write_text(json.dumps({"model": str(model_dir),
-                                                     "adapter_sha256": adapter_digest(model_dir)}) + "\n")

@@ -6,6 +6,7 @@ plain files in the formats training/run.py knows.
     <out>/text.jsonl            {"text"}: the world's sentences in both languages      (text stage)
     <out>/stage1.json           LLaVA records: captions                                  (stage 1)
     <out>/stage2.json           LLaVA records: every skill, one- to three-turn dialogs   (stage 2)
+    <out>/named.json            LLaVA records: a named object among several, if sizes.named (symbols.py)
     <out>/eval.jsonl            held-out dialogs with the expected answer                (scoring)
     <out>/eval_other.jsonl      one big shape drawn by matplotlib, JPEG quality 60       (scoring)
     <out>/manifest.json         what was built; its presence (and equal sizes) means "reuse"
@@ -27,7 +28,7 @@ from tqdm import tqdm
 
 from training.demo_world import language as L
 from training.demo_world.scenes import Scene, encode, random_scene, render
-from training.demo_world.tasks import EVAL_SKILLS, ask, groups, sample_task
+from training.demo_world.tasks import EVAL_SKILLS, ask, groups, named_task, sample_task
 from training.folders import replaced_atomically
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,7 @@ class WorldSizes:
     eval: int = 2700  # held out: 150 per skill and language
     other: int = 300  # held out, drawn by another program
     text: int = 4000
+    named: int = 0  # questions about one named object among several (tasks.named_task): not a recipe step's data
     seed: int = 0
 
 
@@ -193,14 +195,16 @@ def _write_world(tmp: Path, sizes: WorldSizes, processes: int) -> None:
             turn = ([0], ask("caption", lang, rng), L.describe(groups(scene), lang))
             captions.append(_llava({"turns": [turn]}, [path], f"c{i:06d}"))
 
-    def task_records(n: int, prefix: str, seed: int):
+    def task_records(n: int, prefix: str, seed: int, sampler=sample_task):
         task_rng = random.Random(seed)
         for i in range(n):
-            sample = sample_task(task_rng)
+            sample = sampler(task_rng)
             paths = [pics.add(s, f"{prefix}{i:06d}_{k}", task_rng) for k, s in enumerate(sample["scenes"])]
             yield sample, paths, f"{prefix}{i:06d}"
 
     stage2 = [_llava(s, p, sid) for s, p, sid in task_records(sizes.stage2, "s", sizes.seed + 1)]
+    named = [_llava(s, p, sid) for s, p, sid in task_records(
+        sizes.named, "n", sizes.seed + 5, lambda r: named_task(r, r.choice(L.LANGUAGES)))]
     evaluation = _eval_items(pics, sizes.eval, sizes.seed + 2)
     pics.draw_all(processes)
     _write_eval(tmp, evaluation, sizes.other, sizes.seed + 3)
@@ -208,3 +212,5 @@ def _write_world(tmp: Path, sizes: WorldSizes, processes: int) -> None:
     _write_jsonl(tmp / "text.jsonl", ({"text": t} for t in _text_lines(random.Random(sizes.seed + 4), sizes.text)))
     (tmp / "stage1.json").write_text(json.dumps(captions, ensure_ascii=False))
     (tmp / "stage2.json").write_text(json.dumps(stage2, ensure_ascii=False))
+    if named:
+        (tmp / "named.json").write_text(json.dumps(named, ensure_ascii=False))

@@ -79,11 +79,12 @@ def caption_task(rng: random.Random, lang: str) -> dict:
                    {"kind": "caption", "value": [list(g) for g in groups(scene)]})
 
 
-def _attribute_task(rng: random.Random, lang: str, asked: str, named: str) -> dict:
-    """"What <asked> is it?" about the only shape, or about the one shape of a `named` value among several
-    ("What colour is the circle?"). asked/named: "colour"/"shape" or "shape"/"colour"."""
+def _attribute_task(rng: random.Random, lang: str, asked: str, named: str, single: float = 0.6) -> dict:
+    """"What <asked> is it?" about the only shape (a share `single` of the time), or about the one shape of a
+    `named` value among several ("What colour is the circle?"). asked/named: "colour"/"shape" or
+    "shape"/"colour"."""
     answer = L.colour_answer if asked == "colour" else L.shape_answer
-    if rng.random() < 0.6:
+    if rng.random() < single:
         scene = random_scene(rng, n=1)
         value = getattr(scene.objects[0], asked)
         return _sample(asked, lang, [scene], [([0], ask(asked, lang, rng), answer(value, lang))],
@@ -159,9 +160,10 @@ def exists_task(rng: random.Random, lang: str) -> dict:
                    {"kind": "yesno", "value": answer})
 
 
-def position_task(rng: random.Random, lang: str) -> dict:
+def position_task(rng: random.Random, lang: str, fewest: int = 1) -> dict:
+    """"Where is the red square?" among `fewest` to four shapes."""
     region = rng.choice(POSITIONS)
-    n = rng.randint(1, 4)
+    n = rng.randint(fewest, 4)
     while True:
         kinds = [(rng.choice(SHAPES), rng.choice(COLOUR_NAMES)) for _ in range(n)]
         regions = [region] + [None] * (n - 1)
@@ -318,6 +320,19 @@ EVAL_SKILLS = [s for s in SKILLS if s != "dense"]  # dense dialogs train; the he
 # Share of each skill in the stage-2 mix: the hard ones (counting, two pictures) get more.
 MIX = {"caption": 0.08, "colour": 0.07, "shape": 0.08, "count": 0.1, "exists": 0.08, "position": 0.08,
        "followup": 0.06, "two_photos": 0.12, "text": 0.03, "dense": 0.3}
+
+
+def named_task(rng: random.Random, lang: str) -> dict:
+    """A question about one named object among several, the match stage 2 is slowest to learn: its colour, its
+    shape, where it is, whether it is there (the retrieval data of stage 1 and of the symbols step)."""
+    kind = rng.choices(("colour", "shape", "position", "exists"), weights=(3, 3, 3, 2))[0]
+    if kind == "colour":
+        return _attribute_task(rng, lang, "colour", "shape", single=0.0)
+    if kind == "shape":
+        return _attribute_task(rng, lang, "shape", "colour", single=0.0)
+    if kind == "position":
+        return position_task(rng, lang, fewest=2)
+    return exists_task(rng, lang)
 
 
 def sample_task(rng: random.Random, skill: str | None = None, lang: str | None = None) -> dict:
