@@ -203,8 +203,7 @@ def _write_world(tmp: Path, sizes: WorldSizes, processes: int) -> None:
             yield sample, paths, f"{prefix}{i:06d}"
 
     stage2 = [_llava(s, p, sid) for s, p, sid in task_records(sizes.stage2, "s", sizes.seed + 1)]
-    named = [_llava(s, p, sid) for s, p, sid in task_records(
-        sizes.named, "n", sizes.seed + 5, lambda r: named_task(r, r.choice(L.LANGUAGES)))]
+    named = [_llava(s, p, sid) for s, p, sid in task_records(sizes.named, "n", sizes.seed + 5, named_task)]
     evaluation = _eval_items(pics, sizes.eval, sizes.seed + 2)
     pics.draw_all(processes)
     _write_eval(tmp, evaluation, sizes.other, sizes.seed + 3)

@@ -62,23 +62,25 @@ def model_digest(model_dir: Path) -> str:
     return digest.hexdigest()
 
 
-def started_from(previous: Path, folder: Path) -> bool:
-    """The step's folder was started from this very model (a rerun earlier step makes it stale)."""
+def started_from(source: Path, folder: Path, digest: str | None = None) -> bool:
+    """The step's folder was started from this very input (`digest`, by default the model_digest of `source`):
+    an earlier step run again makes it stale."""
     record = folder / INPUT
-    return record.is_file() and json.loads(record.read_text()).get("sha256") == model_digest(previous)
+    return record.is_file() and json.loads(record.read_text()).get("sha256") == (digest or model_digest(source))
 
 
-def record(previous: Path, folder: Path) -> None:
-    """The step's folder says which model it starts from."""
+def record(source: Path, folder: Path, digest: str | None = None) -> None:
+    """The step's folder says which input it starts from."""
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / INPUT).write_text(json.dumps({"from": str(previous), "sha256": model_digest(previous)}) + "\n")
+    (folder / INPUT).write_text(json.dumps({"from": str(source), "sha256": digest or model_digest(source)}) + "\n")
 
 
-def begin(previous: Path, folder: Path) -> None:
-    """Before a step runs: a folder started from another model is removed (nothing in it can be resumed)."""
-    if folder.exists() and not started_from(previous, folder):
+def begin(source: Path, folder: Path, digest: str | None = None) -> None:
+    """Before a step runs: a folder started from another input is removed (nothing in it can be resumed)."""
+    digest = digest or model_digest(source)
+    if folder.exists() and not started_from(source, folder, digest):
         shutil.rmtree(folder)
-    record(previous, folder)
+    record(source, folder, digest)
 
 
 def make_init(world: Path, out: Path, seed: int) -> None:
@@ -162,28 +164,27 @@ def main(argv: list[str] | None = None) -> int:
     world = out / "world"
     timed("world", build, world, sizes)
     init, drawn = out / "init", hashlib.sha256((world / "manifest.json").read_bytes()).hexdigest()
-    if (init / "config.json").is_file() and (init / INPUT).is_file() and \
-            json.loads((init / INPUT).read_text()).get("world") == drawn:
+    if (init / "config.json").is_file() and started_from(world, init, drawn):
         print("[recipe] init: done before, reused", flush=True)
     else:  # (again) when the world was drawn anew: the tokenizer is trained on its text
         timed("init", make_init, world, init, args.seed)
-        (init / INPUT).write_text(json.dumps({"world": drawn}) + "\n")
+        record(world, init, drawn)
     previous = init
     for stage in STAGES:
-        folder = out / stage
-        if finished(stage, folder) and started_from(previous, folder):
+        folder, digest = out / stage, model_digest(previous)
+        if finished(stage, folder) and started_from(previous, folder, digest):
             print(f"[recipe] {stage}: done before, reused", flush=True)
         else:
             if finished(stage, folder):
                 print(f"[recipe] {stage}: done before from another {previous.name}, run again", flush=True)
-            begin(previous, folder)
+            begin(previous, folder, digest)
             if stage == "balance":  # not a training step: a start for stage 2's adapter, from the pictures alone
                 from training.demo_world.balance import balance
 
                 timed(stage, balance, previous, world, folder, 600 if args.short else 1500)
             else:
                 timed(stage, run_stage, stage, previous, world, out, args.seed, args.short)
-            record(previous, folder)  # again: a step may write its folder anew (balance does)
+            record(previous, folder, digest)  # again: a step may write its folder anew (balance does)
         previous = folder
     if not args.no_eval:
         report = timed("eval", evaluate_final, previous, world, out)

@@ -72,13 +72,8 @@ class Symbols:
 
 
 def named_only(forms: str = "all") -> Callable:
-    """A sampler of questions about one named object among several, in either language: every form
-    (tasks.named_task) or "colour-shape" (the colour of the named shape, the shape of the named colour)."""
-    def colour_or_shape(rng: random.Random) -> dict:
-        asked, named = rng.choice((("colour", "shape"), ("shape", "colour")))
-        return tasks._attribute_task(rng, rng.choice(("en", "ru")), asked, named, single=0.0)
-
-    return colour_or_shape if forms == "colour-shape" else lambda rng: tasks.named_task(rng, rng.choice(("en", "ru")))
+    """A sampler of questions about one named object among several, in either language (tasks.named_task)."""
+    return lambda rng: tasks.named_task(rng, forms=forms)
 
 
 def messages_of(sample: dict) -> list[dict]:

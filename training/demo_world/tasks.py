@@ -322,10 +322,15 @@ MIX = {"caption": 0.08, "colour": 0.07, "shape": 0.08, "count": 0.1, "exists": 0
        "followup": 0.06, "two_photos": 0.12, "text": 0.03, "dense": 0.3}
 
 
-def named_task(rng: random.Random, lang: str) -> dict:
+NAMED_FORMS = {"all": (3, 3, 3, 2), "colour-shape": (1, 1, 0, 0)}  # weights of colour, shape, position, exists
+
+
+def named_task(rng: random.Random, lang: str | None = None, forms: str = "all") -> dict:
     """A question about one named object among several, the match stage 2 is slowest to learn: its colour, its
-    shape, where it is, whether it is there (the retrieval data of stage 1 and of the symbols step)."""
-    kind = rng.choices(("colour", "shape", "position", "exists"), weights=(3, 3, 3, 2))[0]
+    shape, where it is, whether it is there (`forms` "all"), or only the first two ("colour-shape"). For
+    symbols.py and build.py's named.json."""
+    lang = lang or rng.choice(L.LANGUAGES)
+    kind = rng.choices(("colour", "shape", "position", "exists"), weights=NAMED_FORMS[forms])[0]
     if kind == "colour":
         return _attribute_task(rng, lang, "colour", "shape", single=0.0)
     if kind == "shape":
