@@ -160,7 +160,11 @@ async def test_playground_chat_in_chromium(server, running_bot, browser, tmp_pat
     photo_bytes = png(640, 480, "teal")
     (tmp_path / "cat.png").write_bytes(photo_bytes)
     page, _ = await open_page(browser, server)
-    assert await page.inner_text("#intro") == "I am a stand-in bot for the browser tests."  # an empty chat
+    # an empty chat shows the bot's description; the bot sets it as it starts, which under load can come after the
+    # page is online (a "profile" event then fills it in)
+    intro = "I am a stand-in bot for the browser tests."
+    await page.locator("#intro", has_text=intro).wait_for(timeout=10_000)
+    assert await page.inner_text("#intro") == intro
     # the bot's command menu, clickable
     await page.locator("#menu button", has_text="/new").wait_for(timeout=5000)
     await page.locator("#menu button", has_text="/start").click()
