@@ -25,6 +25,7 @@ from bot.handlers import admin, buttons, chat, commands, feedback, forget
 from bot.handlers import settings as settings_router
 from bot.i18n import Translator, pick_language
 from bot.menus import set_admin_menu, set_descriptions, set_user_menu
+from bot.middlewares.albums import PasteMiddleware
 from bot.middlewares.bans import BanMiddleware
 from bot.middlewares.language import LanguageMiddleware
 from bot.middlewares.observability import UpdateLogMiddleware
@@ -163,6 +164,8 @@ def create_dispatcher(settings: Settings, bot: Bot, redis: Redis) -> Dispatcher:
         eraser=eraser,
         lifecycle=lifecycle,
     )
+    paste = PasteMiddleware(settings.paste_wait_s, settings.paste_min_chars)
+    dp.update.outer_middleware(paste.door)  # first: it sees the updates in the order they came
     dp.update.outer_middleware(UpdateLogMiddleware(metrics, hash_user))
     language = LanguageMiddleware(preferences)
     dp.message.outer_middleware(language)
@@ -175,7 +178,7 @@ def create_dispatcher(settings: Settings, bot: Bot, redis: Redis) -> Dispatcher:
         forget.create_router(),
         buttons.create_router(),
         feedback.create_router(),
-        chat.create_router(settings.album_wait_s, settings.paste_min_chars, settings.paste_wait_s),
+        chat.create_router(settings.album_wait_s, paste),
     )
     dp.startup.register(lifecycle.startup)
     dp.shutdown.register(lifecycle.shutdown)

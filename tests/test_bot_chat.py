@@ -238,6 +238,40 @@ async def test_a_long_paste_split_by_telegram_is_one_turn(telegram, redis_url):
         await bot.stop()
 
 
+async def test_a_paste_whose_tail_overtakes_its_first_parts_is_still_one_turn(telegram, redis_url):
+    # Updates are handled concurrently and the middlewares before the gathering wait on Redis: under load the
+    # short tail of a paste got to the gathering first and was answered alone (seen in the test above). Here
+    # the long parts are held up on the way, as that load did, and the tail is not.
+    bot = BotUnderTest(telegram, redis_url, max_text_chars=20_000, paste_wait_s=1.5)
+
+    async def slow_for_long_texts(handler, event, data):
+        if len(event.text or "") >= bot.settings.paste_min_chars:
+            await asyncio.sleep(0.5)
+        return await handler(event, data)
+
+    bot.dp.message.outer_middleware(slow_for_long_texts)
+    try:
+        async with ScriptedWorker(redis_url) as worker:
+            user = await telegram.create_user(language_code="en")
+            parts = ["a" * 4096, "b" * 4096, "c" * 700]
+            for part in parts:
+                await telegram.send_text(user.id, part)
+            await bot.pump()
+            await bot.finish_answers()
+            assert len(worker.jobs) == 1
+            assert worker.jobs[0].messages[-1]["content"][-1]["text"] == "\n".join(parts)
+            assert len(telegram.bot_messages(user.id)) == 1
+            # a short message with no long one on its way is not held back
+            await telegram.send_text(user.id, "short")
+            started = asyncio.get_running_loop().time()
+            await bot.pump()
+            assert asyncio.get_running_loop().time() - started < 0.5
+            await bot.finish_answers()
+            assert len(worker.jobs) == 2
+    finally:
+        await bot.stop()
+
+
 async def test_no_reaction_where_reactions_are_off_and_the_answer_still_comes(harness, telegram, scripted):
     ann = await telegram.create_user(language_code="en")
     group = await telegram.create_group("Quiet", [ann.id], reactions_enabled=False)

@@ -21,10 +21,11 @@ _UNSUPPORTED = (
 )
 
 
-def create_router(album_wait_s: float, paste_min_chars: int, paste_wait_s: float) -> Router:
+def create_router(album_wait_s: float, paste: PasteMiddleware) -> Router:
+    """`paste`'s door must also be the dispatcher's first outer middleware on updates (bot/app.py)."""
     router = Router(name="chat")
     router.message.outer_middleware(AlbumMiddleware(album_wait_s))
-    router.message.outer_middleware(PasteMiddleware(paste_wait_s, paste_min_chars))
+    router.message.outer_middleware(paste)
     router.message.filter(AddressedToBot())
 
     @router.message(F.text.startswith("/"))
