@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from model.checkpoint import PACKAGED
 from model.omnifusion import OmniFusion
@@ -204,3 +205,29 @@ def test_a_step_is_redone_when_the_step_before_it_changed(tmp_path):
     assert not started_from(before, folder)
     begin(before, folder)
     assert not (folder / "checkpoint").exists()
+
+
+def test_a_scaled_recipe_trains_on_more_and_is_scored_on_the_same_held_out_set(tmp_path):
+    # `--scale N` is for a machine with a GPU: N times the training data and steps. Its accuracy only compares
+    # with the recipe's if the held-out set and the tokenizer's text are the very same files.
+    from training.demo_world.build import WorldSizes, build
+    from training.demo_world.recipe import main, scaled, stage_steps
+
+    small = WorldSizes(vision=12, stage1=4, stage2=10, eval=18, other=3, text=20)
+    double = scaled(small, 2)
+    assert (double.vision, double.stage1, double.stage2) == (24, 8, 20)
+    one, two = build(tmp_path / "one", small), build(tmp_path / "two", double, processes=3)
+    for name in ("eval.jsonl", "eval_other.jsonl", "text.jsonl"):
+        assert (one / name).read_bytes() == (two / name).read_bytes(), name
+    dialogs = [json.loads((w / "stage2.json").read_text()) for w in (one, two)]
+    assert len(dialogs[1]) == 2 * len(dialogs[0]) and dialogs[1][:10] == dialogs[0]
+    assert len((two / "vision.jsonl").read_text().splitlines()) == 24
+    # the vision stage counts steps, not epochs: the recipe asks for N times its config's
+    vision_steps = yaml.safe_load((ROOT / "training" / "configs" / "demo" / "vision.yaml").read_text())["max_steps"]
+    assert stage_steps("vision", False, 3) == ["--max_steps", str(3 * vision_steps)]
+    assert stage_steps("stage2", False, 3) == []
+    assert stage_steps("stage2", True, 1) == ["--max_steps", "220"]
+    for wrong in (["--scale", "0"], ["--short", "--scale", "2"]):
+        with pytest.raises(SystemExit):
+            main([*wrong, "--out", str(tmp_path / "never")])
+    assert not (tmp_path / "never").exists()
