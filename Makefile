@@ -40,6 +40,7 @@ demo: install redis
 
 # The demo model (docs/demo-model.md): draws the picture world, trains every stage with training/run.py and
 # writes model/checkpoints/demo. Run again: finished stages are reused, an interrupted one resumes.
+# RECIPE_ARGS="--scale N": N times the data and steps (for a faster machine; bench/gpu_demo_recipe.sh on a GPU).
 demo-model: install
 	$(PY) -m training.demo_world.recipe --out runs/demo --export model/checkpoints/demo $(RECIPE_ARGS)
 

@@ -11,8 +11,8 @@ plain files in the formats training/run.py knows.
     <out>/eval_other.jsonl      one big shape drawn by matplotlib, JPEG quality 60       (scoring)
     <out>/manifest.json         what was built; its presence (and equal sizes) means "reuse"
 
-Pictures are drawn by two processes; the item seed alone decides each picture, so the files are the same
-whatever the number of processes.
+Pictures are drawn by several processes (two by default; the recipe uses one per core, 16 at most); the item
+seed alone decides each picture, so the files are the same whatever the number of processes.
 """
 
 from __future__ import annotations
