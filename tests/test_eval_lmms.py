@@ -99,3 +99,49 @@ def test_loglikelihood_is_the_mean_loss_lmms_eval_tasks_expect(tasks):
         (ours,) = candidate_likelihoods(adapter.model, Prompt(context, [docs[doc_id]["image"]]), [choice])
         assert loss == pytest.approx(-ours.logp / ours.tokens, abs=1e-4) and loss > 0
         assert greedy == ours.greedy
+
+
+def test_multi_round_tasks_get_the_answers_so_far_and_each_request_ends_on_its_own(tasks, monkeypatch):
+    # lmms-eval's protocol: round 0 is the request's context; then the task's doc_to_text gets the answers so far
+    # and returns the next round's pictures and text, or that it has ended. Checked on the adapter directly, as
+    # the likelihoods above.
+    from training.evaluation import lmms_adapter
+
+    _, docs = tasks
+    adapter = OmniFusionLMM(preset="tiny", device="cpu", batch_size=2)
+    adapter.task_dict = {"local": {"test": docs}}
+    follow_ups = ("And what shape is it?", "Where is it?")
+    rounds = {docs[0]["image"]: 2, docs[1]["image"]: 3}  # the two requests end after different rounds
+    seen = []
+
+    def doc_to_visual(doc):
+        return [Image.open(doc["image"]).convert("RGB")]
+
+    def doc_to_text(doc, previous_output=None, round_idx=None, previous_round_info=None):
+        seen.append((doc["image"], round_idx, list(previous_output), previous_round_info))
+        if round_idx >= rounds[doc["image"]]:
+            return None, None, True, previous_output, None
+        return doc_to_visual(doc), follow_ups[round_idx - 1], False, previous_output, {"after": round_idx}
+
+    def requests(next_text):
+        return [Instance("generate_until_multi_round",
+                         (d["question"], {"max_new_tokens": 5, "until": ["\n"]}, doc_to_visual, next_text, i, "local",
+                          "test"), i, {"task": "local", "doc_id": i, "repeats": 1})
+                for i, d in enumerate(docs)]
+
+    out = adapter.generate_until_multi_round(requests(doc_to_text))
+    params = SamplingParams(max_new_tokens=5, stop=("\n",), seed=0)
+    for doc, answers in zip(docs, out, strict=True):
+        texts = [doc["question"], *follow_ups[:rounds[doc["image"]] - 1]]
+        assert answers == answer_all(adapter.model, [Prompt(t, [doc["image"]]) for t in texts], params,
+                                     progress=False)
+    assert [len(a) for a in out] == [2, 3]
+    assert (docs[1]["image"], 2, out[1][:2], {"after": 1}) in seen  # the answers so far and its own info
+    assert (docs[0]["image"], 3, out[0], {"after": 2}) not in seen  # an ended request is asked nothing more
+
+    def endless(doc, previous_output=None, round_idx=None, previous_round_info=None):
+        return None, "Again?", False, previous_output, None
+
+    monkeypatch.setattr(lmms_adapter, "MAX_ROUNDS", 3)
+    with pytest.raises(RuntimeError, match="did not end after 3 rounds"):
+        adapter.generate_until_multi_round(requests(endless))
