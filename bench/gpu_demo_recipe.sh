@@ -6,7 +6,8 @@
 #           $OUT: results.tgz (eval.json, timings.json, each stage's metrics.csv, the recipe's log) and the
 #           exported model in parts of 15 MB (model.tgz.*; `cat model.tgz.* | tar -xz -C DIR`).
 # A run stops itself after DEMO_LIMIT_S seconds (540: a device command may run 10 minutes) and sends back what
-# it has; called again while the machine is still warm, it goes on where it was: the recipe reuses finished steps and resumes an interrupted one from its last checkpoint.
+# it has; called again while the machine is still warm, it goes on where it was: the recipe reuses finished
+# steps and resumes an interrupted one from its last checkpoint.
 # `run short` runs the CI version (--short) instead, to try the whole path on a CPU in a few minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -48,6 +49,6 @@ run)
   exit "$status"
   ;;
 *)
-  sed -n 2,12p "$0"; exit 2
+  grep "^#" "$0" | tail -n +2; exit 2  # the header above
   ;;
 esac

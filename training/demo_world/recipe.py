@@ -188,8 +188,9 @@ def main(argv: list[str] | None = None) -> int:
     sizes = WorldSizes(**{**SHORT.__dict__, "seed": args.seed}) if args.short else WorldSizes(seed=args.seed)
     sizes = scaled(sizes, args.scale)
     world = out / "world"
-    # the item seed alone decides each picture: any number of processes draws the same files
-    timed("world", build, world, sizes, min(os.cpu_count() or 2, 16))
+    # the item seed alone decides each picture: any number of processes draws the same files; the cores this
+    # process may run on, not the host's (a container or a lent machine may see many more than it gets)
+    timed("world", build, world, sizes, min(len(os.sched_getaffinity(0)), 16))
     init, drawn = out / "init", hashlib.sha256((world / "manifest.json").read_bytes()).hexdigest()
     if (init / "config.json").is_file() and started_from(world, init, drawn):
         print("[recipe] init: done before, reused", flush=True)
