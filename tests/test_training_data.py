@@ -213,3 +213,27 @@ def test_a_sample_without_trained_tokens_is_a_counted_skip(model, tmp_path):
     assert cut[0] == "no_trained_tokens"
     batch = collate([cut[0]])
     assert len(batch) == 0 and dict(batch.report.skipped) == {"no_trained_tokens": 1}
+
+
+def test_a_record_can_break_its_pictures_frame_on_purpose(model, tmp_path):
+    """`image_markers`: the dialog's SOI and EOI swapped or left out (what the demo world's "unframed" dialogs
+    train the model to treat as no picture); the answer's labels are the same tokens as in the framed dialog."""
+    Image.new("RGB", (16, 16), "blue").save(tmp_path / "blue.png")
+    conversations = [{"from": "human", "value": "<image>\nWhat colour?"}, {"from": "gpt", "value": "Blue."}]
+    records = [{"image": "blue.png", "conversations": conversations, **extra}
+               for extra in ({}, {"image_markers": "swapped"}, {"image_markers": "none"})]
+    samples = [llava_sample(r) for r in records]
+    assert [s.image_markers for s in samples] == [None, "swapped", "none"]
+    assert llava_sample({**records[0], "image_markers": "sideways"}) == "bad_record"
+    dataset = DialogDataset(samples, model.tokenizer, model.config, 2048, tmp_path)
+    framed, swapped, bare = (dataset[i]["dialog"] for i in range(3))
+
+    def layout(dialog):
+        return [s.name if s.kind == "special" else s.kind for s in dialog.segments]
+
+    assert layout(framed)[:5] == ["text", "SOI", "image", "EOI", "USER"]
+    assert layout(swapped)[:5] == ["text", "EOI", "image", "SOI", "USER"]
+    assert layout(bare)[:3] == ["text", "image", "USER"] and len(bare) == len(framed) - 2
+    answer = [t for t in framed.labels() if t != IGNORE]
+    assert answer and [t for t in swapped.labels() if t != IGNORE] == answer
+    assert [t for t in bare.labels() if t != IGNORE] == answer

@@ -17,7 +17,7 @@ import json
 import logging
 import os
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -83,6 +83,29 @@ class DataReport:
 class Sample:
     messages: list[dict]  # the protocol's format; an image part's "key" is the image's path under image_root
     images: list[str]
+    image_markers: str | None = None  # None: SOI image EOI, as always; or one of FRAMES (a broken frame)
+
+
+# A record's "image_markers": its pictures' SOI/EOI frame broken on purpose, for a model that should learn that a
+# picture is what stands between SOI and EOI and nothing else (the demo world's "unframed" dialogs are answered
+# as if no picture came, so a pipeline that misplaces the markers shows up in the demo eval).
+FRAMES = ("swapped", "none")
+
+
+def reframe(dialog: EncodedDialog, markers: str | None) -> EncodedDialog:
+    """The dialog with every image's SOI and EOI swapped ("swapped") or left out ("none"); labels follow the
+    segments, so the answers stay trained exactly as before."""
+    if markers is None:
+        return dialog
+    swap = {"SOI": "EOI", "EOI": "SOI"}
+    segments = []
+    for s in dialog.segments:
+        if s.kind == "special" and s.name in swap:
+            if markers == "none":
+                continue
+            s = replace(s, name=swap[s.name])
+        segments.append(s)
+    return replace(dialog, segments=segments)
 
 
 # --- reading records ------------------------------------------------------------------------------------------
@@ -166,9 +189,9 @@ def llava_sample(record: dict) -> Sample | str:
         return turns
     images = record.get("image") or []
     images = [images] if isinstance(images, str) else images
-    system = record.get("system")
+    system, markers = record.get("system"), record.get("image_markers")
     if not isinstance(images, list) or not all(isinstance(i, str) and i for i in images) \
-            or not isinstance(system, str | None):
+            or not isinstance(system, str | None) or not (markers is None or markers in FRAMES):
         return "bad_record"
     messages, pending = [], list(images)
     if system and system.strip():
@@ -195,7 +218,7 @@ def llava_sample(record: dict) -> Sample | str:
     if not any(m["role"] == "assistant" and m["content"][-1]["text"] for m in messages):
         return "no_answer"
     kept = [p["key"] for m in messages for p in m["content"] if p["type"] == "image"]
-    return Sample(messages, kept)
+    return Sample(messages, kept, markers)
 
 
 def outside_root(key: str, allow_absolute: bool) -> bool:
@@ -289,6 +312,7 @@ class DialogDataset(Dataset):
             dialog = encode_dialog(self.samples[i].messages, self.tokenizer, self.cfg, max_tokens=self.max_length)
         except DialogTooLong:
             return "too_long"
+        dialog = reframe(dialog, self.samples[i].image_markers)
         if not trained_tokens(dialog):  # e.g. truncation kept only a turn whose answer is empty
             return "no_trained_tokens"
         images = []
