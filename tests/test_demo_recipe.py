@@ -3,10 +3,10 @@
 - The short recipe (what CI can afford, 3-5 minutes) runs every stage and learns: its losses fall and it tells
   colours on pictures drawn by another program (>= 80 %). Run twice, every stage is reused and the world is not
   drawn again.
-- The committed model fails as it should when the pipeline is broken on purpose: without the image, or with
-  another question's picture, its accuracy falls to chance. So the held-out demo eval notices a broken image
-  path. (Swapping SOI and EOI does not: this model tells its image vectors apart without them; measured in
-  docs/demo-model.md.)
+- The committed model fails as it should when the pipeline is broken on purpose: without the image, with
+  another question's picture, or with SOI and EOI swapped, its accuracy falls to chance (it was trained to
+  take only what stands between SOI and EOI for a picture: tasks.unframed_task). So the held-out demo eval
+  notices a broken image path or a misplaced frame.
 - A damaged checkpoint file is refused with a message that names the file.
 """
 
@@ -17,6 +17,7 @@ import json
 import shutil
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -56,16 +57,34 @@ def without_images(prompt: Prompt) -> Prompt:
     return Prompt(messages, [])
 
 
+@contextmanager
+def soi_and_eoi_swapped(model: OmniFusion):
+    """Every picture framed EOI ... SOI instead of SOI ... EOI: what a pipeline that mixed up the two markers
+    would send (the learned vectors swapped, so every place that puts one gets the other)."""
+    soi, eoi = model.special["SOI"].data.clone(), model.special["EOI"].data.clone()
+    model.special["SOI"].data.copy_(eoi)
+    model.special["EOI"].data.copy_(soi)
+    try:
+        yield model
+    finally:
+        model.special["SOI"].data.copy_(soi)
+        model.special["EOI"].data.copy_(eoi)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("skill", ["colour", "shape"])
-def test_without_the_image_or_with_another_image_answers_fall_to_chance(demo_model, held_out, skill):
+def test_without_the_image_another_image_or_a_swapped_frame_answers_fall_to_chance(demo_model, held_out, skill):
     intact = accuracy(demo_model, held_out, skill)
     assert intact >= 0.8, f"the committed model answers {skill} questions right {intact:.0%} of the time"
     blind = accuracy(demo_model, held_out, skill, transform=without_images)
     shifted = accuracy(demo_model, held_out, skill, transform=another_image())
+    with soi_and_eoi_swapped(demo_model):
+        swapped = accuracy(demo_model, held_out, skill)
+    assert accuracy(demo_model, held_out, skill) == intact  # the model is as it was
     # "chance": no better than guessing plus a margin for 40 questions
     assert blind <= CHANCE[skill] + 0.15, f"{skill} without the image: {blind:.0%}"
     assert shifted <= CHANCE[skill] + 0.2, f"{skill} with another question's picture: {shifted:.0%}"
+    assert swapped <= CHANCE[skill] + 0.15, f"{skill} with SOI and EOI swapped: {swapped:.0%}"
 
 
 def another_image():

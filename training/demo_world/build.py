@@ -32,7 +32,7 @@ from training.demo_world.tasks import EVAL_SKILLS, ask, groups, named_task, samp
 from training.folders import replaced_atomically
 
 log = logging.getLogger(__name__)
-VERSION = 5  # bump when the generator changes what it draws or says
+VERSION = 6  # bump when the generator changes what it draws or says
 
 
 @dataclass(frozen=True)
@@ -72,6 +72,8 @@ def _llava(sample: dict, image_paths: list[str], sample_id: str) -> dict:
     record = {"id": sample_id, "conversations": conversations}
     if image_paths:
         record["image"] = image_paths
+    if sample.get("image_markers"):
+        record["image_markers"] = sample["image_markers"]
     return record
 
 

@@ -247,11 +247,39 @@ def two_photos_task(rng: random.Random, lang: str) -> dict:
     return _sample("two_photos", lang, scenes, [([0, 1], ask(mode, lang, rng, nth=nth), answer)], expect)
 
 
+# What a question about a picture may ask (ask()'s kinds that need no second picture).
+PICTURE_KINDS = ("colour", "shape", "count", "caption", "colour_of", "shape_of", "count_colour", "count_shape",
+                 "where", "exists")
+
+
+def picture_question(rng: random.Random, lang: str) -> str:
+    """Any question about a picture, its named shape and colour drawn at random."""
+    kind = rng.choice(PICTURE_KINDS)
+    shape, colour = rng.choice(SHAPES), rng.choice(COLOUR_NAMES)
+    thing = thing_phrase(lang, rng.choice((shape, None)), colour, article=kind == "exists")
+    return ask(kind, lang, rng, shape=shape, colour=colour, thing=thing)
+
+
 def text_task(rng: random.Random, lang: str) -> dict:
     category = rng.choice(list(TEXT_ONLY))
     questions, answer = TEXT_ONLY[category][lang]
-    question = rng.choice(questions)
+    # asked about a picture that never came: any question about one, not only the three listed
+    question = picture_question(rng, lang) if category == "no_picture" and rng.random() < 0.7 else \
+        rng.choice(questions)
     return _sample("text", lang, [], [([], question, answer)], {"kind": "text", "value": answer})
+
+
+def unframed_task(rng: random.Random, lang: str) -> dict:
+    """A picture whose SOI/EOI frame is broken (swapped, or left out: training/data.py's image_markers), answered
+    as if no picture had come. Training only: it teaches the model that a picture is what stands between SOI
+    and EOI, so that a pipeline which misplaces the markers fails the demo eval instead of passing it (the
+    model would otherwise find the picture's vectors without them: docs/demo-model.md)."""
+    scene = random_scene(rng, n=rng.randint(1, 3))
+    answer = TEXT_ONLY["no_picture"][lang][1]
+    sample = _sample("unframed", lang, [scene], [([0], picture_question(rng, lang), answer)],
+                     {"kind": "text", "value": answer})
+    sample["image_markers"] = rng.choice(("swapped", "none"))
+    return sample
 
 
 def questions_about(scene: Scene, lang: str, rng: random.Random) -> list[tuple[str, str, dict, str]]:
@@ -315,11 +343,12 @@ def dense_task(rng: random.Random, lang: str) -> dict:
 
 SKILLS = {"caption": caption_task, "colour": colour_task, "shape": shape_task, "count": count_task,
           "exists": exists_task, "position": position_task, "followup": followup_task,
-          "two_photos": two_photos_task, "text": text_task, "dense": dense_task}
-EVAL_SKILLS = [s for s in SKILLS if s != "dense"]  # dense dialogs train; the held-out set asks skill by skill
+          "two_photos": two_photos_task, "text": text_task, "dense": dense_task, "unframed": unframed_task}
+# dense dialogs train; the held-out set asks skill by skill (unframed ones are the gate's, tests/test_demo_recipe.py)
+EVAL_SKILLS = [s for s in SKILLS if s not in ("dense", "unframed")]
 # Share of each skill in the stage-2 mix: the hard ones (counting, two pictures) get more.
 MIX = {"caption": 0.08, "colour": 0.07, "shape": 0.08, "count": 0.1, "exists": 0.08, "position": 0.08,
-       "followup": 0.06, "two_photos": 0.12, "text": 0.03, "dense": 0.3}
+       "followup": 0.06, "two_photos": 0.12, "text": 0.03, "dense": 0.3, "unframed": 0.03}
 
 
 NAMED_FORMS = {"all": (3, 3, 3, 2), "colour-shape": (1, 1, 0, 0)}  # weights of colour, shape, position, exists
