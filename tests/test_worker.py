@@ -191,7 +191,12 @@ def test_heartbeat_and_metrics(redis_url, redis_client, model):
         final(events(redis_client, job.reply))
         beat = json.loads(redis_client.get(protocol.heartbeat_key("hb-1")))
         assert beat["preset"] == "tiny" and 0 < redis_client.ttl(protocol.heartbeat_key("hb-1")) <= 15
-        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
+        # The worker counts a job just after it sends the final event, so a reader can be a moment early.
+        def scrape():
+            text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
+            return text if "omnifusion_job_seconds_count 1.0" in text else None
+
+        text = wait_for(scrape, timeout=5)
     assert 'omnifusion_jobs_total{outcome="length"} 1.0' in text
     assert "omnifusion_time_to_first_token_seconds_count 1.0" in text
     assert redis_client.get(protocol.heartbeat_key("hb-1")) is None  # cleared on a clean stop
