@@ -107,3 +107,22 @@ def test_resume_inherits_the_saved_config_but_not_its_stop(data_file, tmp_path):
         assert cfg.stop_at is None  # stopping early concerned the interrupted invocation only
     assert parse_args(["--resume", "latest", "--data", str(data_file),
                        "--output_dir", str(tmp_path / "fresh")]).resume is None  # nothing yet: a fresh start
+
+
+def test_native_precision_is_bf16_only_where_the_chip_computes_in_it(data_file, tmp_path):
+    from training.distributed import cpu_has_bf16, make_accelerator, uses_bf16
+
+    # (precision, cuda, a CPU with bf16 instructions) -> bf16 autocast?
+    assert uses_bf16("native", cuda=True, cpu_bf16=False)
+    assert uses_bf16("native", cuda=False, cpu_bf16=True)
+    assert not uses_bf16("native", cuda=False, cpu_bf16=False)  # emulated bf16: 3.3x slower than fp32 (measured)
+    assert not uses_bf16("auto", cuda=False, cpu_bf16=True)  # auto keeps its old meaning: fp32 on every CPU
+    assert uses_bf16("auto", cuda=True, cpu_bf16=False) and uses_bf16("bf16", cuda=False, cpu_bf16=False)
+    assert not uses_bf16("fp32", cuda=True, cpu_bf16=True)
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():  # torch's private probes agree with what the kernel says this CPU has
+        flags = set(cpuinfo.read_text().split())
+        assert cpu_has_bf16() == bool(flags & {"avx512_bf16", "amx_bf16"})
+    cfg = build_config({"stage": 1, "data": str(data_file), "output_dir": str(tmp_path), "precision": "native"})
+    if not __import__("torch").cuda.is_available():
+        assert make_accelerator(cfg).mixed_precision == ("bf16" if cpu_has_bf16() else "no")

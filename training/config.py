@@ -108,8 +108,9 @@ class TrainConfig:
     """Where the cosine ends, as a fraction of the peak."""
     max_grad_norm: float = 1.0
     """Clip the global gradient norm to this; 0 = no clipping."""
-    precision: Literal["auto", "bf16", "fp32"] = "auto"
-    """Autocast: auto = bf16 on CUDA, fp32 on CPU. Trained weights are always kept in fp32."""
+    precision: Literal["auto", "native", "bf16", "fp32"] = "auto"
+    """Autocast: auto = bf16 on CUDA, fp32 on CPU; native = bf16 where the chip computes in it (CUDA, or a CPU with
+    AVX512-BF16 or AMX), else fp32. Trained weights are always kept in fp32."""
     frozen_dtype: Literal["auto", "bf16", "fp32"] = "auto"
     """dtype of frozen weights (CLIP; the LLM in stage 1): auto = bf16 on CUDA (fp32 under FSDP), else fp32."""
     gradient_checkpointing: bool = True

@@ -32,8 +32,21 @@ class LaunchError(ValueError):
     """The processes that run are not the ones the launch asked for."""
 
 
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes in bf16 itself (AVX512-BF16 or AMX). Without them oneDNN still runs bf16, by
+    converting: measured on an Ice Lake Xeon (AVX512 without BF16), the demo recipe's stage 2 made 18 samples/s
+    in bf16 autocast against 60 in fp32; on a CPU with AVX512-BF16, bf16 was 1.3x faster than fp32."""
+    return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+
+
+def uses_bf16(precision: str, cuda: bool, cpu_bf16: bool) -> bool:
+    """Whether a run with this `precision` setting trains in bf16 autocast (TrainConfig.precision)."""
+    return precision == "bf16" or (precision in ("auto", "native") and cuda) or (precision == "native" and cpu_bf16)
+
+
 def make_accelerator(cfg: TrainConfig) -> Accelerator:
-    bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and torch.cuda.is_available())
+    cuda = torch.cuda.is_available()
+    bf16 = uses_bf16(cfg.precision, cuda, not cuda and cfg.precision == "native" and cpu_has_bf16())
     # Text-only batches (stage 2) leave the adapter and SOI/EOI without gradients; DDP must be told.
     ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
     return Accelerator(mixed_precision="bf16" if bf16 else "no", kwargs_handlers=[ddp])

@@ -191,6 +191,10 @@ def train(cfg: TrainConfig, model=None) -> TrainResult:
     if steps_per_epoch == 0:
         raise ValueError(f"{len(dataset)} usable samples is less than one batch of {cfg.batch_size}")
     total = cfg.max_steps or cfg.epochs * steps_per_epoch
+    if main:
+        log.info("%d steps of %d (micro-batches of %d), %s, precision %s", total, cfg.batch_size,
+                 cfg.micro_batch_size, accelerator.device.type,
+                 "bf16 autocast" if accelerator.mixed_precision == "bf16" else "fp32")
 
     optimizer = build_optimizer(model, parts, cfg, extra)
     wrapped, optimizer = accelerator.prepare(trainee, optimizer)
