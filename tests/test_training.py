@@ -185,6 +185,34 @@ def test_loss_counts_only_answer_tokens(work):
     assert loss(PROMPT, "A blue square.", "Thanks!") != reference
 
 
+def test_the_loss_on_answer_positions_only_is_the_models_own_loss(work):
+    """Trainee computes logits only where a token is trained; the mean must be what the LLM's own loss (logits at
+    every position, ignored ones masked) gives for the same batch."""
+    model = OmniFusion.from_pretrained(work.seeing, device="cpu").eval()
+    trainee = Trainee(model, cached_features=False).eval()
+    dialogs = [[{"role": "user", "content": [{"type": "image", "key": work.images[i][0]},
+                                             {"type": "text", "text": PROMPT}]},
+                {"role": "assistant", "content": [{"type": "text", "text": work.images[i][1]}]},
+                {"role": "user", "content": [{"type": "text", "text": "And the shape?" * (i + 1)}]},
+                {"role": "assistant", "content": [{"type": "text", "text": work.images[i][1].split()[-1]}]}]
+               for i in range(2)]
+    dataset = DialogDataset([Sample(d, [d[0]["content"][0]["key"]]) for d in dialogs], model.tokenizer,
+                            model.config, 2048, work.root / "data")
+    batch = collate([dataset[0], dataset[1]])
+    with torch.no_grad():
+        ours = trainee(batch).item()
+        features = model.vision(batch.images)
+        embeds, labels, used = [], [], 0
+        for dialog in batch.dialogs:
+            e, lab = model.embed_dialog(dialog, model.adapter(features[used:used + len(dialog.image_keys)]))
+            used += len(dialog.image_keys)
+            embeds.append(e)
+            labels.append(lab)
+        padded = model.pad_batch(embeds, labels, left=False)
+        reference = model.llm(**padded, use_cache=False).loss.item()  # HF: logits everywhere, IGNORE masked
+    assert batch.trained_tokens > 4 and ours == pytest.approx(reference, rel=1e-5)
+
+
 def test_every_answer_token_weighs_the_same_however_the_step_is_cut(work):
     """One micro-batch of 4 dialogs or 4 micro-batches of 1: the same loss and gradient (as litgpt and the HF
     Trainer do). A mean per micro-batch would weigh a one-answer dialog as much as a three-answer one."""

@@ -73,8 +73,12 @@ class Trainee(nn.Module):
             labels.append(lab)
         padded = m.pad_batch(embeds, labels, left=False)  # right padding: positions start at 0 in every row
         targets = padded.pop("labels")[:, 1:]  # [B, T-1]: position t predicts token t+1
-        logits = m.llm(**padded, use_cache=False).logits[:, :-1]  # [B, T-1, V]
+        # Logits only where a token is trained: the answers are a small part of a dialog (12 of 90 tokens in the
+        # demo world's), and the LM head with its softmax over the vocabulary at every other position is work
+        # and memory thrown away. Mistral's logits are lm_head(final hidden state), nothing more.
+        hidden = m.llm.get_decoder()(**padded, use_cache=False).last_hidden_state[:, :-1]  # [B, T-1, H]
+        trained = targets != IGNORE
+        logits = m.llm.get_output_embeddings()(hidden[trained])  # [n, V]
         # fp32 like the model's own loss; a sum over no tokens is 0, never the NaN that a mean over none gives
-        loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=IGNORE,
-                               reduction="sum")
+        loss = F.cross_entropy(logits.float(), targets[trained], reduction="sum")
         return loss / (num_items if num_items is not None else batch.trained_tokens)
