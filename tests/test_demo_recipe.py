@@ -226,6 +226,30 @@ def test_a_step_is_redone_when_the_step_before_it_changed(tmp_path):
     assert not (folder / "checkpoint").exists()
 
 
+def test_a_step_is_redone_when_its_settings_changed(tmp_path, monkeypatch):
+    """Edit a stage's config (more steps, say) and run the recipe again: that stage must run, not be reused."""
+    from training.demo_world import recipe
+
+    configs = tmp_path / "configs"
+    shutil.copytree(recipe.CONFIGS, configs)
+    monkeypatch.setattr(recipe, "CONFIGS", configs)
+    before = tmp_path / "vision"
+    before.mkdir()
+    (before / "config.json").write_text("{}")
+    first = recipe.step_digest("stage2", before, seed=0, short=False, scale=1)
+    assert recipe.step_digest("stage2", before, seed=0, short=False, scale=1) == first
+    assert recipe.step_digest("stage2", before, seed=1, short=False, scale=1) != first
+    assert recipe.step_digest("stage2", before, seed=0, short=True, scale=1) != first  # --short adds max_steps
+    assert recipe.step_digest("vision", before, 0, False, 2) != recipe.step_digest("vision", before, 0, False, 1)
+    assert recipe.step_digest("balance", before, 0, True, 1) != recipe.step_digest("balance", before, 0, False, 1)
+    stage2 = configs / "stage2.yaml"
+    stage2.write_text(stage2.read_text().replace("epochs: 2", "epochs: 3"))
+    assert recipe.step_digest("stage2", before, seed=0, short=False, scale=1) != first
+    balance = recipe.step_digest("balance", before, 0, False, 1)
+    (before / "config.json").write_text('{"another": "model"}')  # the step before it ran again
+    assert recipe.step_digest("balance", before, 0, False, 1) != balance
+
+
 def test_a_scaled_recipe_trains_on_more_and_is_scored_on_the_same_held_out_set(tmp_path):
     # `--scale N` is for a machine with a GPU: N times the training data and steps. Its accuracy only compares
     # with the recipe's if the held-out set and the tokenizer's text are the very same files.

@@ -11,7 +11,8 @@
 
 Every training step is `python training/run.py --config ...`. Run it again and finished steps are reused, an
 interrupted one resumes from its last checkpoint (`--resume latest`); a step whose input model changed since (an
-earlier step run again) is run again, from the start; the same seed gives the same files.
+earlier step run again) or whose settings did (its config file edited, another seed) is run again, from the start;
+the same seed gives the same files.
 `--export DIR` copies the final model there (the committed one is model/checkpoints/demo).
 """
 
@@ -67,6 +68,23 @@ def model_digest(model_dir: Path) -> str:
                 with f.open("rb") as handle:
                     digest.update(hashlib.file_digest(handle, "sha256").digest())
     return digest.hexdigest()
+
+
+def step_digest(stage: str, previous: Path, seed: int, short: bool, scale: int) -> str:
+    """What a step's result depends on besides the world: the model it starts from and its settings (its config
+    file as written, what the recipe adds to it, the seed). A step whose config was edited since is run again,
+    not reused."""
+    digest = hashlib.sha256(model_digest(previous).encode())
+    config = CONFIGS / f"{stage}.yaml"
+    settings = {"config": config.read_text() if config.is_file() else None, "seed": seed,
+                "extra": stage_steps(stage, short, scale) if stage in DATA else [],
+                "balance_pictures": balance_pictures(short) if stage == "balance" else None}
+    digest.update(json.dumps(settings, sort_keys=True).encode())
+    return digest.hexdigest()
+
+
+def balance_pictures(short: bool) -> int:
+    return 600 if short else 1500
 
 
 def started_from(source: Path, folder: Path, digest: str | None = None) -> bool:
@@ -199,17 +217,18 @@ def main(argv: list[str] | None = None) -> int:
         record(world, init, drawn)
     previous = init
     for stage in STAGES:
-        folder, digest = out / stage, model_digest(previous)
+        folder, digest = out / stage, step_digest(stage, previous, args.seed, args.short, args.scale)
         if finished(stage, folder) and started_from(previous, folder, digest):
             print(f"[recipe] {stage}: done before, reused", flush=True)
         else:
             if finished(stage, folder):
-                print(f"[recipe] {stage}: done before from another {previous.name}, run again", flush=True)
+                print(f"[recipe] {stage}: done before from another {previous.name} or other settings, run again",
+                      flush=True)
             begin(previous, folder, digest)
             if stage == "balance":  # not a training step: a start for stage 2's adapter, from the pictures alone
                 from training.demo_world.balance import balance
 
-                timed(stage, balance, previous, world, folder, 600 if args.short else 1500)
+                timed(stage, balance, previous, world, folder, balance_pictures(args.short))
             else:
                 timed(stage, run_stage, stage, previous, world, out, args.seed, args.short, args.scale)
             record(previous, folder, digest)  # again: a step may write its folder anew (balance does)
