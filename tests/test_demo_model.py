@@ -119,6 +119,20 @@ async def test_later_photos_in_the_same_dialog_are_answered_about_the_newest(bot
     assert sum(part["type"] == "image" for m in dialog for part in m["content"]) == 4
 
 
+async def test_a_greeting_is_answered_in_its_language(bot, telegram):
+    # The first thing a new user types. A model of the recipe answered "Hello!" in Russian while the held-out
+    # set's text skill still scored 95 %: greetings were about 50 of 9,600 training dialogs (tasks.greeted).
+    for greeting, lang in (("Hello!", "en"), ("hello", "en"), ("Hi!", "en"), ("Good morning!", "en"),
+                           ("Привет!", "ru"), ("привет", "ru"), ("Здравствуйте!", "ru")):
+        user = await telegram.create_user(user_id=next(_user_ids), language_code=lang)
+        sent = await telegram.send_text(user.id, greeting)
+        answer = await answer_to(bot, telegram, user.id, sent)
+        latin = sum(c in "abcdefghijklmnopqrstuvwxyz" for c in answer)
+        cyrillic = sum("а" <= c <= "я" or c == "ё" for c in answer)
+        assert (latin > 3 * cyrillic) if lang == "en" else (cyrillic > 3 * latin), (greeting, answer)
+        assert "picture" in answer or "картинк" in answer, (greeting, answer)  # says what to do next
+
+
 def test_generate_cli_answers_with_the_demo_preset(tmp_path):
     path = tmp_path / "shape.png"
     path.write_bytes(picture("circle", "blue", 9004))

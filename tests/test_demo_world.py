@@ -152,6 +152,33 @@ def test_other_programs_draw_what_they_are_asked(tmp_path):
     assert set(COLOURS) == {"red", "green", "blue", "yellow", "orange", "purple"}
 
 
+def test_some_training_dialogs_begin_with_a_greeting_in_their_language(tmp_path):
+    from training.demo_world.tasks import GREETED, TEXT_ONLY
+
+    world = build(tmp_path / "w", WorldSizes(vision=4, stage1=2, stage2=600, eval=18, other=2, text=10), 2)
+    records = json.loads((world / "stage2.json").read_text())
+    def plain(text: str) -> str:  # greetings come as typed: "Hello!", "hello", "Hi"
+        return text.lower().rstrip("!")
+
+    greetings = {lang: ({plain(q) for q in TEXT_ONLY["greeting"][lang][0]}, TEXT_ONLY["greeting"][lang][1])
+                 for lang in ("en", "ru")}
+    greeted = [r for r in records if len(r["conversations"]) > 2 and any(
+        plain(r["conversations"][0]["value"]) in questions for questions, _ in greetings.values())]
+    assert 0.5 * GREETED * len(records) <= len(greeted) <= 2 * GREETED * len(records), len(greeted)
+    for r in greeted:
+        then = r["conversations"][2]["value"]  # the dialog as drawn, in its own language
+        lang = "ru" if any("а" <= c <= "я" for c in then.lower()) else "en"
+        assert plain(r["conversations"][0]["value"]) in greetings[lang][0], r
+        assert r["conversations"][1]["value"] == greetings[lang][1], r
+        assert "<image>" not in r["conversations"][0]["value"]
+    typed = {r["conversations"][0]["value"] for r in greeted}
+    assert any(t[0].islower() for t in typed) and any(not t.endswith("!") for t in typed), typed
+    # the held-out set is drawn without them: its dialogs are the skills as scored
+    items = [json.loads(line) for line in (world / "eval.jsonl").read_text().splitlines()]
+    assert not any(i["skill"] != "text" and plain(i["messages"][0]["content"][-1]["text"]) in
+                   greetings["en"][0] | greetings["ru"][0] for i in items)
+
+
 def test_build_is_deterministic_and_reused(tmp_path):
     sizes = WorldSizes(vision=20, stage1=10, stage2=20, eval=18, other=4, text=30, seed=5)
     a, b = build(tmp_path / "a", sizes, processes=1), build(tmp_path / "b", sizes, processes=2)
