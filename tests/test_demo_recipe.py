@@ -243,6 +243,8 @@ def test_a_step_is_redone_when_its_settings_changed(tmp_path, monkeypatch):
     assert recipe.step_digest("vision", before, 0, False, 2) != recipe.step_digest("vision", before, 0, False, 1)
     assert recipe.step_digest("balance", before, 0, True, 1) != recipe.step_digest("balance", before, 0, False, 1)
     stage2 = configs / "stage2.yaml"
+    stage2.write_text("# a comment changes nothing\n" + stage2.read_text())
+    assert recipe.step_digest("stage2", before, seed=0, short=False, scale=1) == first
     stage2.write_text(stage2.read_text().replace("epochs: 2", "epochs: 3"))
     assert recipe.step_digest("stage2", before, seed=0, short=False, scale=1) != first
     balance = recipe.step_digest("balance", before, 0, False, 1)

@@ -71,12 +71,14 @@ def model_digest(model_dir: Path) -> str:
 
 
 def step_digest(stage: str, previous: Path, seed: int, short: bool, scale: int) -> str:
-    """What a step's result depends on besides the world: the model it starts from and its settings (its config
-    file as written, what the recipe adds to it, the seed). A step whose config was edited since is run again,
-    not reused."""
+    """What a step's result depends on besides the world: the model it starts from and its settings (its config's
+    values, what the recipe adds to them, the seed). A step whose config values changed since is run again, not
+    reused; an edited comment changes nothing."""
+    import yaml
+
     digest = hashlib.sha256(model_digest(previous).encode())
     config = CONFIGS / f"{stage}.yaml"
-    settings = {"config": config.read_text() if config.is_file() else None, "seed": seed,
+    settings = {"config": yaml.safe_load(config.read_text()) if config.is_file() else None, "seed": seed,
                 "extra": stage_steps(stage, short, scale) if stage in DATA else [],
                 "balance_pictures": balance_pictures(short) if stage == "balance" else None}
     digest.update(json.dumps(settings, sort_keys=True).encode())
