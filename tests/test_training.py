@@ -29,8 +29,9 @@ from model.weights import adapter_state, load_adapter_state
 from training import eval as evaluate
 from training import run
 from training.config import build_config
-from training.data import DialogDataset, Sample, collate, load_samples, trained_tokens
+from training.data import DialogDataset, collate, trained_tokens
 from training.loop import train
+from training.records import Sample, load_samples
 from training.sampler import StepBatches
 from training.trainee import Trainee, freeze_for_stage
 

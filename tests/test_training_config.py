@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from training.config import DOCS, FIELDS, ConfigError, TrainConfig, build_config, parse_args
@@ -124,5 +125,5 @@ def test_native_precision_is_bf16_only_where_the_chip_computes_in_it(data_file, 
         flags = set(cpuinfo.read_text().split())
         assert cpu_has_bf16() == bool(flags & {"avx512_bf16", "amx_bf16"})
     cfg = build_config({"stage": 1, "data": str(data_file), "output_dir": str(tmp_path), "precision": "native"})
-    if not __import__("torch").cuda.is_available():
+    if not torch.cuda.is_available():
         assert make_accelerator(cfg).mixed_precision == ("bf16" if cpu_has_bf16() else "no")

@@ -1,4 +1,4 @@
-"""training/data.py and training/sampler.py: records -> messages -> encoded dialogs; bad data is counted."""
+"""training/records.py, training/data.py and training/sampler.py: records -> messages -> encoded dialogs; bad data is counted."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ from model.checkpoint import build_in_memory
 from model.config import preset_config
 from model.dialog import IGNORE
 from model.tokenizer import encode_segment
-from training import data
-from training.data import ClipPreprocess, DialogDataset, Sample, collate, llava_sample, load_samples
+from training import data, records
+from training.data import ClipPreprocess, DialogDataset, collate
+from training.records import Sample, llava_sample, load_samples
 from training.sampler import StepBatches
 
 
@@ -57,7 +58,7 @@ def test_llava_text_only_and_broken_records():
     assert llava_sample({"id": "x"}) == "empty_conversation"
     assert llava_sample({"conversations": [{"from": "human", "value": "hi"}]}) == "no_answer"
     assert llava_sample({"conversations": [{"from": "alien", "value": "hi"}]}) == "unknown_role"
-    assert data.caption_sample({"image": "a.png", "caption": "  "}, "p") == "bad_record"
+    assert records.caption_sample({"image": "a.png", "caption": "  "}, "p") == "bad_record"
 
 
 def test_load_samples_counts_every_kind_of_bad_record(tmp_path):

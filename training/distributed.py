@@ -21,7 +21,7 @@ from accelerate import Accelerator, DistributedDataParallelKwargs
 from accelerate.utils import DistributedType
 
 from training.config import TrainConfig
-from training.data import REASONS, DataReport
+from training.records import REASONS, DataReport
 
 # Where torchrun and the MPI flavours accelerate knows put the number of processes they started.
 WORLD_SIZE_VARS = ("WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
@@ -45,8 +45,7 @@ def uses_bf16(precision: str, cuda: bool, cpu_bf16: bool) -> bool:
 
 
 def make_accelerator(cfg: TrainConfig) -> Accelerator:
-    cuda = torch.cuda.is_available()
-    bf16 = uses_bf16(cfg.precision, cuda, not cuda and cfg.precision == "native" and cpu_has_bf16())
+    bf16 = uses_bf16(cfg.precision, torch.cuda.is_available(), cpu_has_bf16())
     # Text-only batches (stage 2) leave the adapter and SOI/EOI without gradients; DDP must be told.
     ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
     return Accelerator(mixed_precision="bf16" if bf16 else "no", kwargs_handlers=[ddp])

@@ -28,10 +28,11 @@ from model.omnifusion import OmniFusion
 from model.weights import ADAPTER_FILE, load_adapter_state
 from training.checkpointing import load_training_state, prune_checkpoints, save_checkpoint
 from training.config import SAVED_CONFIG, TrainConfig
-from training.data import DataReport, DialogDataset, collate, load_samples
+from training.data import DialogDataset, collate
 from training.distributed import check_launch, global_report, global_sums, make_accelerator
 from training.feature_store import fill_cache
 from training.optim import build_optimizer, build_scheduler
+from training.records import DataReport, load_samples
 from training.sampler import StepBatches
 from training.trainee import Trainee, freeze_for_stage
 from training.training_log import StepMeter, TrainingLog

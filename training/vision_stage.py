@@ -35,7 +35,8 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from model.vision import clip_geometry, clip_pixels
-from training.data import DataReport, outside_root, read_image, read_records
+from training.data import read_image
+from training.records import DataReport, outside_root, read_records
 
 HEADS_FILE = "vision_heads.safetensors"
 REGIONS = ("centre", "left", "right", "top", "bottom")

@@ -27,8 +27,9 @@ from pathlib import Path
 from tqdm import tqdm
 
 from training.demo_world import language as L
+from training.demo_world.questions import ask
 from training.demo_world.scenes import Scene, encode, random_scene, render
-from training.demo_world.tasks import EVAL_SKILLS, GREETED, ask, greeted, groups, named_task, sample_task
+from training.demo_world.tasks import EVAL_SKILLS, GREETED, greeted, groups, named_task, sample_task
 from training.folders import replaced_atomically
 
 log = logging.getLogger(__name__)

@@ -8,8 +8,8 @@ import random
 from pathlib import Path
 
 from training.demo_world import language as L
+from training.demo_world.questions import ask
 from training.demo_world.scenes import SHAPES
-from training.demo_world.tasks import ask
 
 # CSS named colours: other people's idea of each colour name.
 CSS = {"red": "#ff0000", "green": "#008000", "blue": "#0000ff", "yellow": "#ffff00", "orange": "#ffa500",

@@ -13,42 +13,10 @@ import random
 from collections import Counter
 
 from training.demo_world import language as L
-from training.demo_world.scenes import COLOURS, POSITIONS, SHAPES, Scene, random_scene
-from training.demo_world.templates import TEXT_ONLY, Q
-
-COLOUR_NAMES = list(COLOURS)
-
-
-def _fill(template: str, rng: random.Random, lang: str, **slots) -> str:
-    text = template.format(**slots)
-    if lang == "ru" and rng.random() < 0.4:
-        text = text.replace("ё", "е")  # people often type е for ё
-    if rng.random() < 0.15:
-        text = text[:1].lower() + text[1:]
-    if rng.random() < 0.1:
-        text = text.rstrip("?.")
-    return text
-
-
-def ask(kind: str, lang: str, rng: random.Random, shape: str | None = None, colour: str | None = None,
-        nth: int | None = None, thing: str | None = None) -> str:
-    slots = {"nth": L.EN_ORDINALS.get(nth, ""), "nth_ru": L.RU_ORDINALS_PREP.get(nth, ""), "thing": thing or "",
-             "a_thing": thing or ""}
-    if shape:
-        slots |= {"shape": shape if lang == "en" else L.RU_SHAPES[shape][0], "shapes": L.EN_PLURAL[shape],
-                  "shape_gen": L.RU_SHAPES[shape][1], "shape_gpl": L.RU_SHAPES[shape][2]}
-    if colour:
-        slots |= {"colour": colour, "colour_m": L.RU_COLOURS[colour][0], "colour_f": L.RU_COLOURS[colour][1],
-                  "colour_gpl": L.RU_COLOURS[colour][3]}
-    return _fill(rng.choice(Q[(kind, lang)]), rng, lang, **slots)
-
-
-def thing_phrase(lang: str, shape: str | None, colour: str | None, article: bool) -> str:
-    """The object a question names: "a blue circle", "the circle", "синий круг", "красная фигура"."""
-    if lang == "en":
-        return L.en_group(shape or "shape", colour, 1, article=article)
-    return L.ru_group(shape, colour, 1)
-
+from training.demo_world.questions import COLOUR_NAMES, ask, greeting, picture_question, thing_phrase
+from training.demo_world.scenes import POSITIONS, SHAPES, Scene, random_scene
+from training.demo_world.templates import TEXT_ONLY
+from training.records import FRAMES
 
 # --- helpers over scenes -----------------------------------------------------------------------------------------
 
@@ -247,38 +215,28 @@ def two_photos_task(rng: random.Random, lang: str) -> dict:
     return _sample("two_photos", lang, scenes, [([0, 1], ask(mode, lang, rng, nth=nth), answer)], expect)
 
 
-# What a question about a picture may ask (ask()'s kinds that need no second picture).
-PICTURE_KINDS = ("colour", "shape", "count", "caption", "colour_of", "shape_of", "count_colour", "count_shape",
-                 "where", "exists")
-
-
-def picture_question(rng: random.Random, lang: str) -> str:
-    """Any question about a picture, its named shape and colour drawn at random."""
-    kind = rng.choice(PICTURE_KINDS)
-    shape, colour = rng.choice(SHAPES), rng.choice(COLOUR_NAMES)
-    thing = thing_phrase(lang, rng.choice((shape, None)), colour, article=kind == "exists")
-    return ask(kind, lang, rng, shape=shape, colour=colour, thing=thing)
-
-
 def text_task(rng: random.Random, lang: str) -> dict:
     category = rng.choice(list(TEXT_ONLY))
     questions, answer = TEXT_ONLY[category][lang]
-    # asked about a picture that never came: any question about one, not only the three listed
-    question = picture_question(rng, lang) if category == "no_picture" and rng.random() < 0.7 else \
-        greeting(rng, lang) if category == "greeting" else rng.choice(questions)
+    if category == "no_picture" and rng.random() < 0.7:
+        question = picture_question(rng, lang)  # asked about a picture that never came: any question about one
+    elif category == "greeting":
+        question = greeting(rng, lang)  # as typed: "hello", "Hi"
+    else:
+        question = rng.choice(questions)
     return _sample("text", lang, [], [([], question, answer)], {"kind": "text", "value": answer})
 
 
 def unframed_task(rng: random.Random, lang: str) -> dict:
-    """A picture whose SOI/EOI frame is broken (swapped, or left out: training/data.py's image_markers), answered
-    as if no picture had come. Training only: it teaches the model that a picture is what stands between SOI
+    """A picture whose SOI/EOI frame is broken (swapped, or left out: a record's image_markers, training/data.py),
+    answered as if no picture had come. Training only: it teaches the model that a picture is what stands between SOI
     and EOI, so that a pipeline which misplaces the markers fails the demo eval instead of passing it (the
     model would otherwise find the picture's vectors without them: docs/demo-model.md)."""
     scene = random_scene(rng, n=rng.randint(1, 3))
     answer = TEXT_ONLY["no_picture"][lang][1]
     sample = _sample("unframed", lang, [scene], [([0], picture_question(rng, lang), answer)],
                      {"kind": "text", "value": answer})
-    sample["image_markers"] = rng.choice(("swapped", "none"))
+    sample["image_markers"] = rng.choice(FRAMES)
     return sample
 
 
@@ -379,17 +337,6 @@ def greeted(sample: dict, rng: random.Random) -> dict:
     in Russian). Training data only; the held-out sets are drawn without it."""
     answer = TEXT_ONLY["greeting"][sample["lang"]][1]
     return {**sample, "turns": [([], greeting(rng, sample["lang"]), answer), *sample["turns"]]}
-
-
-def greeting(rng: random.Random, lang: str) -> str:
-    """A greeting as people type it: "Hello!", but also "hello" or "Hi" (a model that had only seen the first
-    answered "hello" in Russian)."""
-    text = rng.choice(TEXT_ONLY["greeting"][lang][0])
-    if rng.random() < 0.3:
-        text = text.rstrip("!")
-    if rng.random() < 0.3:
-        text = text.lower()
-    return text
 
 
 def sample_task(rng: random.Random, skill: str | None = None, lang: str | None = None) -> dict:

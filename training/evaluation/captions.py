@@ -23,7 +23,8 @@ def caption_loss(model, path: Path, image_root: Path | None, caption_prompt: str
                  max_length: int) -> Scores:
     import torch
 
-    from training.data import DialogDataset, collate, load_samples
+    from training.data import DialogDataset, collate
+    from training.records import load_samples
     from training.trainee import Trainee
 
     if not Path(path).is_file():
