@@ -138,12 +138,15 @@ def test_the_short_recipe_learns_and_a_second_run_reuses_it(tmp_path):
     assert {"colour", "shape", "count", "exists", "position", "two_photos", "other_colour"} <= set(report)
     colour = report["other_colour"]
     assert colour["n"] >= 100 and colour["accuracy"] >= 0.8, colour
+    made = json.loads((out / "timings.json").read_text())
+    assert {"world", "init", "vision", "stage1", "balance", "stage2", "eval"} <= set(made) and made["vision"] > 1
     second = subprocess.run([*command, "--no-eval"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert second.returncode == 0, second.stderr[-3000:]
+    assert "[recipe] world: drawn before, reused" in second.stdout
     for stage in ("init", "vision", "stage1", "balance", "stage2"):
         assert f"[recipe] {stage}: done before, reused" in second.stdout
-    timings = json.loads((out / "timings.json").read_text())
-    assert timings["world"] < 60  # the world was not drawn again
+    # timings.json still says what each step of the model took when it ran, not the seconds of the rerun
+    assert json.loads((out / "timings.json").read_text()) == made
 
 
 def test_a_damaged_checkpoint_file_is_named(tmp_path):

@@ -173,16 +173,25 @@ def build_eval(out: str | Path, n: int = 2700, other: int = 300, seed: int = 100
     return out
 
 
+def _manifest(sizes: WorldSizes) -> dict:
+    return {"version": VERSION, **asdict(sizes)}
+
+
+def is_built(out: str | Path, sizes: WorldSizes = WorldSizes()) -> bool:
+    """Whether `out` holds a whole world drawn with these sizes by this VERSION (its manifest is written last)."""
+    manifest = Path(out) / "manifest.json"
+    return manifest.is_file() and json.loads(manifest.read_text()) == _manifest(sizes)
+
+
 def build(out: str | Path, sizes: WorldSizes = WorldSizes(), processes: int = 2) -> Path:
     """Write the world's data under `out` (or reuse it if it was built with these sizes); -> `out`."""
     out = Path(out)
-    manifest = {"version": VERSION, **asdict(sizes)}
-    if (out / "manifest.json").is_file() and json.loads((out / "manifest.json").read_text()) == manifest:
+    if is_built(out, sizes):
         log.info("demo world data in %s is up to date", out)
         return out
     with replaced_atomically(out) as tmp:
         _write_world(tmp, sizes, processes)
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        (tmp / "manifest.json").write_text(json.dumps(_manifest(sizes), indent=2) + "\n")
     return out
 
 
