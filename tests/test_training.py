@@ -166,6 +166,23 @@ def test_stage2_from_stage1_trains_the_llm_never_clip(work, stage1):
     assert (out / "loss_curve.png").is_file()
 
 
+def test_eager_attention_trains_the_same_steps_and_is_not_saved(work, stage1):
+    """`attention: eager` (the demo's stage 2: faster on a CPU) changes the kernel, not the arithmetic: the same
+    losses as the model's own sdpa, and the checkpoint does not carry the choice to the worker."""
+    cfg = {**FAST, "stage": 2, "init_from": str(stage1.out), "data": str(work.root / "data" / "dialogs.json"),
+           "batch_size": 4, "micro_batch_size": 2, "max_steps": 3, "lr": 1e-3, "llm_lr": 1e-3}
+    losses, kernels = {}, {}
+    for attention in ("auto", "eager"):
+        model = OmniFusion.from_pretrained(stage1.out, device="cpu", dtype=torch.float32)
+        out = work.root / f"attention-{attention}"
+        losses[attention] = train(build_config({**cfg, "output_dir": str(out), "attention": attention}),
+                                  model=model).losses
+        kernels[attention] = model.llm.config._attn_implementation
+        assert "eager" not in (out / "llm" / "config.json").read_text()
+    assert kernels == {"auto": "sdpa", "eager": "eager"}
+    assert losses["eager"] == pytest.approx(losses["auto"], rel=1e-4)
+
+
 def test_loss_counts_only_answer_tokens(work):
     model = OmniFusion.from_pretrained(work.seeing, device="cpu").eval()
     trainee = Trainee(model, cached_features=False).eval()

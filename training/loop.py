@@ -81,6 +81,8 @@ def prepare_model(cfg: TrainConfig, accelerator: Accelerator, model=None):
         model = OmniFusion.from_pretrained(source, device="cpu", dtype=frozen if llm_frozen else torch.float32)
     elif model is None:
         model = build_in_memory(preset_config(cfg.preset).replace(seed=cfg.seed), device="cpu", dtype=torch.float32)
+    if cfg.attention != "auto":
+        model.llm.set_attn_implementation(cfg.attention)
     parts = freeze_for_stage(model, cfg.stage, cfg.gradient_checkpointing)
     model.vision.to(frozen)
     if cfg.stage in (1, "vision"):
