@@ -29,7 +29,8 @@ def build_in_memory(cfg: OmniFusionConfig, device="auto", dtype=None, load_in_8b
     llm_cfg = MistralConfig(
         vocab_size=cfg.llm_vocab_size, hidden_size=cfg.llm_hidden_size, intermediate_size=cfg.llm_intermediate_size,
         num_hidden_layers=cfg.llm_layers, num_attention_heads=cfg.llm_heads, num_key_value_heads=cfg.llm_kv_heads,
-        max_position_embeddings=cfg.llm_max_context, sliding_window=None, tie_word_embeddings=False,
+        max_position_embeddings=cfg.llm_max_context, rope_theta=cfg.llm_rope_theta, sliding_window=None,
+        tie_word_embeddings=False,
         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id)
     with torch.random.fork_rng(devices=[]):

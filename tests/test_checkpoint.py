@@ -39,6 +39,24 @@ def test_save_load_round_trip_is_exact(model, tmp_path):
     assert generate(loaded, [eb], p)[0] == generate(model, [ea], p)[0]
 
 
+def test_an_in_memory_llm_takes_its_rope_base_from_the_config_and_keeps_it_when_saved(tmp_path):
+    """llm_rope_theta (the demo preset's is Mistral v0.2's 1e6): the rotary frequencies are built from it, the
+    checkpoint's LLM carries it, and a model saved with it loads with it."""
+    from model.checkpoint import build_in_memory
+
+    cfg = preset_config("tiny").replace(llm_rope_theta=1e6)
+    model = build_in_memory(cfg, device="cpu")
+    head_dim = cfg.llm_hidden_size // cfg.llm_heads
+    expected = 1.0 / 1e6 ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
+    torch.testing.assert_close(model.llm.model.rotary_emb.inv_freq, expected)
+    model.save_pretrained(tmp_path)
+    assert json.loads((tmp_path / "llm" / "config.json").read_text())["rope_parameters"]["rope_theta"] == 1e6
+    loaded = OmniFusion.from_pretrained(tmp_path, device="cpu")
+    torch.testing.assert_close(loaded.llm.model.rotary_emb.inv_freq, expected)
+    default = build_in_memory(preset_config("tiny"), device="cpu").llm.model.rotary_emb.inv_freq
+    assert not torch.allclose(default, expected)  # the tiny preset keeps the 1e4 of Mistral v0.1
+
+
 def test_adapter_file_holds_released_keys_and_vectors(model, tmp_path):
     from safetensors import safe_open
 

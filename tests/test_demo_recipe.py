@@ -25,6 +25,7 @@ import torch
 import yaml
 
 from model.checkpoint import PACKAGED
+from model.config import preset_config
 from model.omnifusion import OmniFusion
 from model.weights import DamagedCheckpoint
 from training.demo_world.build import build_eval
@@ -136,6 +137,8 @@ def test_the_short_recipe_learns_and_a_second_run_reuses_it(tmp_path):
         assert losses[-1] * factor < losses[0], (stage, losses)
     report = json.loads((out / "eval.json").read_text())
     assert {"colour", "shape", "count", "exists", "position", "two_photos", "other_colour"} <= set(report)
+    llm = json.loads((out / "stage2" / "llm" / "config.json").read_text())  # the preset's RoPE base, from init on
+    assert llm["rope_parameters"]["rope_theta"] == preset_config("demo").llm_rope_theta
     colour = report["other_colour"]
     assert colour["n"] >= 100 and colour["accuracy"] >= 0.8, colour
     made = json.loads((out / "timings.json").read_text())

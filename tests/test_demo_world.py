@@ -180,6 +180,28 @@ def test_some_training_dialogs_begin_with_a_greeting_in_their_language(tmp_path)
                    greetings["en"][0] | greetings["ru"][0] for i in items)
 
 
+def test_text_only_turns_are_a_share_of_their_own_and_come_as_typed():
+    """Text-only turns ("What can you do?", "Help", a question outside the world) are 6 % of stage 2's dialogs
+    (3 % left each kind to a few dozen examples, and each run lost another kind), every kind in both languages,
+    and typed as people type them ("what can you do", "help")."""
+    import random
+
+    from training.demo_world.tasks import MIX, sample_task
+    from training.demo_world.templates import TEXT_ONLY
+
+    rng = random.Random(3)
+    samples = [sample_task(rng) for _ in range(3000)]
+    text = [s for s in samples if s["skill"] == "text"]
+    assert 0.7 * MIX["text"] * len(samples) <= len(text) <= 1.3 * MIX["text"] * len(samples), len(text)
+    answers = {(lang, kinds[lang][1]): kind for kind, kinds in TEXT_ONLY.items() for lang in kinds}
+    seen = {(s["lang"], answers[(s["lang"], s["turns"][0][2])]) for s in text}
+    assert seen == {(lang, kind) for kind in TEXT_ONLY for lang in ("en", "ru")}
+    asked = [s["turns"][0][1] for s in text if answers[(s["lang"], s["turns"][0][2])] == "skills"]
+    listed = {q for kinds in TEXT_ONLY["skills"].values() for q in kinds[0]}
+    assert all(q.lower().rstrip("?.!") in {x.lower().rstrip("?.!") for x in listed} for q in asked)
+    assert any(q not in listed for q in asked), asked  # some in lower case or without their "?"
+
+
 def test_build_is_deterministic_and_reused(tmp_path):
     sizes = WorldSizes(vision=20, stage1=10, stage2=20, eval=18, other=4, text=30, seed=5)
     a, b = build(tmp_path / "a", sizes, processes=1), build(tmp_path / "b", sizes, processes=2)

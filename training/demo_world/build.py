@@ -33,7 +33,7 @@ from training.demo_world.tasks import EVAL_SKILLS, GREETED, greeted, groups, nam
 from training.folders import replaced_atomically
 
 log = logging.getLogger(__name__)
-VERSION = 7  # bump when the generator changes what it draws or says
+VERSION = 8  # bump when the generator changes what it draws or says
 
 
 @dataclass(frozen=True)

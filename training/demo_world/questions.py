@@ -12,15 +12,19 @@ from training.demo_world.templates import TEXT_ONLY, Q
 COLOUR_NAMES = list(COLOURS)
 
 
-def _fill(template: str, rng: random.Random, lang: str, **slots) -> str:
-    text = template.format(**slots)
+def typed(text: str, rng: random.Random, lang: str, lower: float = 0.15, bare: float = 0.1) -> str:
+    """A question as people type it: at times lower case first, without its final ? . or !, е for ё."""
     if lang == "ru" and rng.random() < 0.4:
         text = text.replace("ё", "е")  # people often type е for ё
-    if rng.random() < 0.15:
+    if rng.random() < lower:
         text = text[:1].lower() + text[1:]
-    if rng.random() < 0.1:
-        text = text.rstrip("?.")
+    if rng.random() < bare:
+        text = text.rstrip("?.!")
     return text
+
+
+def _fill(template: str, rng: random.Random, lang: str, **slots) -> str:
+    return typed(template.format(**slots), rng, lang)
 
 
 def ask(kind: str, lang: str, rng: random.Random, shape: str | None = None, colour: str | None = None,
@@ -58,10 +62,10 @@ def picture_question(rng: random.Random, lang: str) -> str:
 
 def greeting(rng: random.Random, lang: str) -> str:
     """A greeting as people type it: "Hello!", but also "hello" or "Hi" (a model that had only seen the first
-    answered "hello" in Russian)."""
-    text = rng.choice(TEXT_ONLY["greeting"][lang][0])
-    if rng.random() < 0.3:
-        text = text.rstrip("!")
-    if rng.random() < 0.3:
-        text = text.lower()
-    return text
+    answered "hello" in Russian), more often than a question is typed bare."""
+    return typed(rng.choice(TEXT_ONLY["greeting"][lang][0]), rng, lang, lower=0.3, bare=0.3)
+
+
+def text_only(category: str, rng: random.Random, lang: str) -> str:
+    """A text-only turn of TEXT_ONLY's `category` ("skills": "what can you do", "help"), as typed."""
+    return typed(rng.choice(TEXT_ONLY[category][lang][0]), rng, lang)

@@ -13,7 +13,14 @@ import random
 from collections import Counter
 
 from training.demo_world import language as L
-from training.demo_world.questions import COLOUR_NAMES, ask, greeting, picture_question, thing_phrase
+from training.demo_world.questions import (
+    COLOUR_NAMES,
+    ask,
+    greeting,
+    picture_question,
+    text_only,
+    thing_phrase,
+)
 from training.demo_world.scenes import POSITIONS, SHAPES, Scene, random_scene
 from training.demo_world.templates import TEXT_ONLY
 from training.records import FRAMES
@@ -217,13 +224,13 @@ def two_photos_task(rng: random.Random, lang: str) -> dict:
 
 def text_task(rng: random.Random, lang: str) -> dict:
     category = rng.choice(list(TEXT_ONLY))
-    questions, answer = TEXT_ONLY[category][lang]
+    answer = TEXT_ONLY[category][lang][1]
     if category == "no_picture" and rng.random() < 0.7:
         question = picture_question(rng, lang)  # asked about a picture that never came: any question about one
     elif category == "greeting":
         question = greeting(rng, lang)  # as typed: "hello", "Hi"
     else:
-        question = rng.choice(questions)
+        question = text_only(category, rng, lang)  # as typed: "what can you do", "help"
     return _sample("text", lang, [], [([], question, answer)], {"kind": "text", "value": answer})
 
 
@@ -306,7 +313,7 @@ SKILLS = {"caption": caption_task, "colour": colour_task, "shape": shape_task, "
 EVAL_SKILLS = [s for s in SKILLS if s not in ("dense", "unframed")]
 # Share of each skill in the stage-2 mix: the hard ones (counting, two pictures) get more.
 MIX = {"caption": 0.08, "colour": 0.07, "shape": 0.08, "count": 0.1, "exists": 0.08, "position": 0.08,
-       "followup": 0.06, "two_photos": 0.12, "text": 0.03, "dense": 0.3, "unframed": 0.03}
+       "followup": 0.06, "two_photos": 0.12, "text": 0.06, "dense": 0.27, "unframed": 0.03}
 
 
 NAMED_FORMS = {"all": (3, 3, 3, 2), "colour-shape": (1, 1, 0, 0)}  # weights of colour, shape, position, exists
