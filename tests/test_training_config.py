@@ -127,3 +127,15 @@ def test_native_precision_is_bf16_only_where_the_chip_computes_in_it(data_file, 
     cfg = build_config({"stage": 1, "data": str(data_file), "output_dir": str(tmp_path), "precision": "native"})
     if not torch.cuda.is_available():
         assert make_accelerator(cfg).mixed_precision == ("bf16" if cpu_has_bf16() else "no")
+
+
+def test_runs_of_other_precisions_follow_each_other_in_one_process(data_file, tmp_path):
+    """accelerate keeps one state per process; a run in bf16 after one in fp32 (stage 1, then stage 2 on a CPU
+    with bf16) must not be refused as 'already initialized'."""
+    from training.distributed import make_accelerator
+
+    common = {"stage": 1, "data": str(data_file), "output_dir": str(tmp_path)}
+    assert make_accelerator(build_config({**common, "precision": "fp32"})).mixed_precision == "no"
+    assert make_accelerator(build_config({**common, "precision": "bf16"})).mixed_precision == "bf16"
+    assert make_accelerator(build_config({**common, "precision": "fp32"})).mixed_precision == "no"
+    assert make_accelerator(build_config({**common, "precision": "fp32"})).mixed_precision == "no"

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 
 import torch
 from accelerate import Accelerator, DistributedDataParallelKwargs
+from accelerate.state import AcceleratorState, PartialState
 from accelerate.utils import DistributedType
 
 from training.config import TrainConfig
@@ -45,10 +46,17 @@ def uses_bf16(precision: str, cuda: bool, cpu_bf16: bool) -> bool:
 
 
 def make_accelerator(cfg: TrainConfig) -> Accelerator:
-    bf16 = uses_bf16(cfg.precision, torch.cuda.is_available(), cpu_has_bf16())
+    precision = "bf16" if uses_bf16(cfg.precision, torch.cuda.is_available(), cpu_has_bf16()) else "no"
+    # accelerate keeps one AcceleratorState per process and refuses an Accelerator with another mixed precision
+    # ("already been initialized"): a second run in one process, stage 1 in fp32 and then stage 2 in bf16 on a
+    # CPU that has it, would fail. One process alone starts each run afresh (as transformers' TrainingArguments
+    # does); under a launcher the processes keep the state they were started with.
+    previous = AcceleratorState._shared_state.get("_mixed_precision")
+    if previous not in (None, precision) and PartialState().num_processes == 1:
+        AcceleratorState._reset_state()
     # Text-only batches (stage 2) leave the adapter and SOI/EOI without gradients; DDP must be told.
     ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
-    return Accelerator(mixed_precision="bf16" if bf16 else "no", kwargs_handlers=[ddp])
+    return Accelerator(mixed_precision=precision, kwargs_handlers=[ddp])
 
 
 def launch_problem(num_processes: int, distributed_type: DistributedType, device_type: str,
