@@ -121,7 +121,7 @@ async def test_later_photos_in_the_same_dialog_are_answered_about_the_newest(bot
 
 async def test_a_greeting_is_answered_in_its_language(bot, telegram):
     # The first thing a new user types. A model of the recipe answered "Hello!" in Russian while the held-out
-    # set's text skill still scored 95 %: greetings were about 50 of 9,600 training dialogs (tasks.greeted).
+    # set's text skill still scored 95 %: greetings were about 50 of 9,600 training dialogs (variants.greeted).
     for greeting, lang in (("Hello!", "en"), ("hello", "en"), ("Hi!", "en"), ("Good morning!", "en"),
                            ("Привет!", "ru"), ("привет", "ru"), ("Здравствуйте!", "ru")):
         user = await telegram.create_user(user_id=next(_user_ids), language_code=lang)

@@ -153,8 +153,8 @@ def test_other_programs_draw_what_they_are_asked(tmp_path):
 
 
 def test_some_training_dialogs_begin_with_a_greeting_in_their_language(tmp_path):
-    from training.demo_world.tasks import GREETED
     from training.demo_world.templates import TEXT_ONLY
+    from training.demo_world.variants import GREETED
 
     world = build(tmp_path / "w", WorldSizes(vision=4, stage1=2, stage2=600, eval=18, other=2, text=10), 2)
     records = json.loads((world / "stage2.json").read_text())

@@ -29,7 +29,8 @@ from tqdm import tqdm
 from training.demo_world import language as L
 from training.demo_world.questions import ask
 from training.demo_world.scenes import Scene, encode, random_scene, render
-from training.demo_world.tasks import EVAL_SKILLS, GREETED, greeted, groups, named_task, sample_task
+from training.demo_world.tasks import EVAL_SKILLS, groups, sample_task
+from training.demo_world.variants import GREETED, greeted, named_task
 from training.folders import replaced_atomically
 
 log = logging.getLogger(__name__)
@@ -47,7 +48,7 @@ class WorldSizes:
     eval: int = 2700  # held out: 150 per skill and language
     other: int = 300  # held out, drawn by another program
     text: int = 4000
-    named: int = 0  # questions about one named object among several (tasks.named_task): not a recipe step's data
+    named: int = 0  # questions about one named object among several (variants.named_task): not a recipe step's data
     seed: int = 0
 
 

@@ -23,10 +23,6 @@ def typed(text: str, rng: random.Random, lang: str, lower: float = 0.15, bare: f
     return text
 
 
-def _fill(template: str, rng: random.Random, lang: str, **slots) -> str:
-    return typed(template.format(**slots), rng, lang)
-
-
 def ask(kind: str, lang: str, rng: random.Random, shape: str | None = None, colour: str | None = None,
         nth: int | None = None, thing: str | None = None) -> str:
     slots = {"nth": L.EN_ORDINALS.get(nth, ""), "nth_ru": L.RU_ORDINALS_PREP.get(nth, ""), "thing": thing or "",
@@ -37,7 +33,7 @@ def ask(kind: str, lang: str, rng: random.Random, shape: str | None = None, colo
     if colour:
         slots |= {"colour": colour, "colour_m": L.RU_COLOURS[colour][0], "colour_f": L.RU_COLOURS[colour][1],
                   "colour_gpl": L.RU_COLOURS[colour][3]}
-    return _fill(rng.choice(Q[(kind, lang)]), rng, lang, **slots)
+    return typed(rng.choice(Q[(kind, lang)]).format(**slots), rng, lang)
 
 
 def thing_phrase(lang: str, shape: str | None, colour: str | None, article: bool) -> str:
@@ -60,12 +56,8 @@ def picture_question(rng: random.Random, lang: str) -> str:
     return ask(kind, lang, rng, shape=shape, colour=colour, thing=thing)
 
 
-def greeting(rng: random.Random, lang: str) -> str:
-    """A greeting as people type it: "Hello!", but also "hello" or "Hi" (a model that had only seen the first
-    answered "hello" in Russian), more often than a question is typed bare."""
-    return typed(rng.choice(TEXT_ONLY["greeting"][lang][0]), rng, lang, lower=0.3, bare=0.3)
-
-
 def text_only(category: str, rng: random.Random, lang: str) -> str:
-    """A text-only turn of TEXT_ONLY's `category` ("skills": "what can you do", "help"), as typed."""
-    return typed(rng.choice(TEXT_ONLY[category][lang][0]), rng, lang)
+    """A text-only turn of TEXT_ONLY's `category` as typed: "what can you do", "help"; a greeting more often in
+    lower case or bare ("hello", "Hi": a model that had only seen "Hello!" answered "hello" in Russian)."""
+    lower, bare = (0.3, 0.3) if category == "greeting" else (0.15, 0.1)
+    return typed(rng.choice(TEXT_ONLY[category][lang][0]), rng, lang, lower=lower, bare=bare)

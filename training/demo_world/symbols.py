@@ -5,7 +5,7 @@ In place of the image vectors the LLM gets symbols: at each patch the sum of the
 object's colour, shape and region words (" red" + " circle" + " left"), three times the embedding of "." on the
 background. With them the LLM learns the match between a question word and a patch, which stage 2 alone does
 not reach in 600 steps, in a few hundred steps when the questions are all about colour and shape; with every
-named form (tasks.named_task: also where, whether) it is far slower:
+named form (variants.named_task: also where, whether) it is far slower:
 
     python -m training.demo_world.symbols --init runs/demo/vision --out runs/symbols --steps 400
 
@@ -29,7 +29,7 @@ import torch
 from tqdm import tqdm
 
 from model.dialog import encode_dialog
-from training.demo_world import tasks
+from training.demo_world import variants
 from training.demo_world.retrieval import patch_blocks
 from training.demo_world.scenes import COLOURS, POSITIONS, SHAPES, Scene, render
 from training.folders import replaced_atomically
@@ -72,8 +72,8 @@ class Symbols:
 
 
 def named_only(forms: str = "all") -> Callable:
-    """A sampler of questions about one named object among several, in either language (tasks.named_task)."""
-    return lambda rng: tasks.named_task(rng, forms=forms)
+    """A sampler of questions about one named object among several, in either language (variants.named_task)."""
+    return lambda rng: variants.named_task(rng, forms=forms)
 
 
 def messages_of(sample: dict) -> list[dict]:

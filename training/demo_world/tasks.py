@@ -16,7 +16,6 @@ from training.demo_world import language as L
 from training.demo_world.questions import (
     COLOUR_NAMES,
     ask,
-    greeting,
     picture_question,
     text_only,
     thing_phrase,
@@ -227,10 +226,8 @@ def text_task(rng: random.Random, lang: str) -> dict:
     answer = TEXT_ONLY[category][lang][1]
     if category == "no_picture" and rng.random() < 0.7:
         question = picture_question(rng, lang)  # asked about a picture that never came: any question about one
-    elif category == "greeting":
-        question = greeting(rng, lang)  # as typed: "hello", "Hi"
     else:
-        question = text_only(category, rng, lang)  # as typed: "what can you do", "help"
+        question = text_only(category, rng, lang)  # as typed: "hello", "what can you do", "help"
     return _sample("text", lang, [], [([], question, answer)], {"kind": "text", "value": answer})
 
 
@@ -314,36 +311,6 @@ EVAL_SKILLS = [s for s in SKILLS if s not in ("dense", "unframed")]
 # Share of each skill in the stage-2 mix: the hard ones (counting, two pictures) get more.
 MIX = {"caption": 0.08, "colour": 0.07, "shape": 0.08, "count": 0.1, "exists": 0.08, "position": 0.08,
        "followup": 0.06, "two_photos": 0.12, "text": 0.06, "dense": 0.27, "unframed": 0.03}
-
-
-NAMED_FORMS = {"all": (3, 3, 3, 2), "colour-shape": (1, 1, 0, 0)}  # weights of colour, shape, position, exists
-
-
-def named_task(rng: random.Random, lang: str | None = None, forms: str = "all") -> dict:
-    """A question about one named object among several, the match stage 2 is slowest to learn: its colour, its
-    shape, where it is, whether it is there (`forms` "all"), or only the first two ("colour-shape"). For
-    symbols.py and build.py's named.json."""
-    lang = lang or rng.choice(L.LANGUAGES)
-    kind = rng.choices(("colour", "shape", "position", "exists"), weights=NAMED_FORMS[forms])[0]
-    if kind == "colour":
-        return _attribute_task(rng, lang, "colour", "shape", single=0.0)
-    if kind == "shape":
-        return _attribute_task(rng, lang, "shape", "colour", single=0.0)
-    if kind == "position":
-        return position_task(rng, lang, fewest=2)
-    return exists_task(rng, lang)
-
-
-GREETED = 0.05  # of stage 2's dialogs (build.py): a greeting first, then the dialog as drawn
-
-
-def greeted(sample: dict, rng: random.Random) -> dict:
-    """The same dialog with a greeting turn before it, in its language: how chats begin ("Hi!", then a photo).
-    Text-only dialogs are 3 % of the mix and a greeting a quarter of those, about 50 of 9,600 dialogs: too few for
-    the language of the first thing a user types to be learned for sure (a model of this recipe answered "Hello!"
-    in Russian). Training data only; the held-out sets are drawn without it."""
-    answer = TEXT_ONLY["greeting"][sample["lang"]][1]
-    return {**sample, "turns": [([], greeting(rng, sample["lang"]), answer), *sample["turns"]]}
 
 
 def sample_task(rng: random.Random, skill: str | None = None, lang: str | None = None) -> dict:
