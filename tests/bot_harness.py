@@ -21,6 +21,7 @@ from PIL import Image
 from redis.asyncio import Redis
 
 from bot.app import create_bot, create_dispatcher, create_redis
+from bot.services.stopping import cancel_and_wait
 from bot.settings import Settings
 from local_bot_api import LocalBotAPI
 from model import protocol
@@ -144,8 +145,7 @@ class ScriptedWorker:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        self._task.cancel()
-        await asyncio.gather(self._task, return_exceptions=True)
+        await cancel_and_wait([self._task])  # one cancel() may be lost in a Redis call (see there)
         await self.redis.delete(protocol.heartbeat_key("scripted"))
         await self.redis.aclose()
 

@@ -33,6 +33,7 @@ from bot.services.outbox import ChatGone, Outbox
 from bot.services.outcomes import Outcome, show_failure, show_outcome
 from bot.services.replies import ReplyReader, Subscription
 from bot.services.retrying import until_redis_answers
+from bot.services.stopping import cancel_and_wait
 from model import protocol
 
 log = logging.getLogger(__name__)
@@ -127,10 +128,7 @@ class AnswerDelivery:
 
     async def close(self) -> None:
         """Stop delivering (shutdown). In-flight records stay in Redis: the next start resumes them."""
-        tasks = list(self._tasks.values())
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_and_wait(list(self._tasks.values()))
 
     async def _abandon(self, record: dict[str, Any]) -> None:
         t = Translator(record.get("lang", "en"))

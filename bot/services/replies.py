@@ -14,7 +14,6 @@ logged and the task restarts after a pause (it is supervised), so no answer wait
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import Any
 
@@ -24,6 +23,7 @@ from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from bot.observability import BotMetrics
+from bot.services.stopping import cancel_and_wait
 from model import protocol
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,9 @@ class Subscription:
     async def next_events(self, wait_s: float) -> list[Event]:
         """Whatever has arrived, waiting up to wait_s for the first event."""
         try:
-            first = await asyncio.wait_for(self.events.get(), wait_s)
+            # asyncio.timeout, not wait_for: 3.11's wait_for drops a cancellation that comes with an event
+            async with asyncio.timeout(wait_s):
+                first = await self.events.get()
         except TimeoutError:
             return []
         events = [first]
@@ -80,9 +82,7 @@ class ReplyReader:
 
     async def close(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait([self._task])
             self._task = None
 
     async def _supervise(self) -> None:
