@@ -117,7 +117,8 @@ class PasteMiddleware(_Gathering):
 
         async with self._moved:
             try:
-                await asyncio.wait_for(self._moved.wait_for(settled), self.wait_s)
+                async with asyncio.timeout(self.wait_s):
+                    await self._moved.wait_for(settled)
             except TimeoutError:
                 pass  # the earlier part is stuck somewhere: this one is not held longer than a paste would be
 

@@ -129,7 +129,8 @@ class DocumentReader:
                 stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
             )
             try:
-                out, _ = await asyncio.wait_for(process.communicate(data), timeout)
+                async with asyncio.timeout(timeout):
+                    out, _ = await process.communicate(data)
             except TimeoutError:
                 process.kill()
                 await process.wait()
