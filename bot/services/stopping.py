@@ -14,8 +14,9 @@ async def cancel_and_wait(tasks: Iterable[asyncio.Task], recancel_every_s: float
     One cancel() is not always enough on Python 3.11. redis-py (8 and later: `socket_timeout` is 5 s by
     default) sends every command through `asyncio.wait_for`, and 3.11's wait_for returns the finished result
     and drops a cancellation that arrives in the same turn of the loop (CPython gh-86296, fixed in 3.12). A
-    task looping over Redis calls then goes on as if never cancelled: 17 % of cancels in a loop of short
-    XREADs, and a bot's shutdown waited forever. So a task still running is cancelled again."""
+    task looping over Redis calls then goes on as if never cancelled (17 % of cancels in a loop of short
+    XREADs; a test's teardown waited for its 300 s timeout, a bot's close() for ever). So a task still running
+    is cancelled again."""
     tasks = list(tasks)
     pending = {task for task in tasks if not task.done()}
     while pending:
