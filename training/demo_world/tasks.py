@@ -53,7 +53,7 @@ def caption_task(rng: random.Random, lang: str) -> dict:
                    {"kind": "caption", "value": [list(g) for g in groups(scene)]})
 
 
-def _attribute_task(rng: random.Random, lang: str, asked: str, named: str, single: float = 0.6) -> dict:
+def attribute_task(rng: random.Random, lang: str, asked: str, named: str, single: float = 0.6) -> dict:
     """"What <asked> is it?" about the only shape (a share `single` of the time), or about the one shape of a
     `named` value among several ("What colour is the circle?"). asked/named: "colour"/"shape" or
     "shape"/"colour"."""
@@ -75,11 +75,11 @@ def _attribute_task(rng: random.Random, lang: str, asked: str, named: str, singl
 
 
 def colour_task(rng: random.Random, lang: str) -> dict:
-    return _attribute_task(rng, lang, "colour", "shape")
+    return attribute_task(rng, lang, "colour", "shape")
 
 
 def shape_task(rng: random.Random, lang: str) -> dict:
-    return _attribute_task(rng, lang, "shape", "colour")
+    return attribute_task(rng, lang, "shape", "colour")
 
 
 def count_task(rng: random.Random, lang: str) -> dict:

@@ -7,7 +7,7 @@ import random
 
 from training.demo_world import language as L
 from training.demo_world.questions import text_only
-from training.demo_world.tasks import _attribute_task, exists_task, position_task
+from training.demo_world.tasks import attribute_task, exists_task, position_task
 from training.demo_world.templates import TEXT_ONLY
 
 NAMED_FORMS = {"all": (3, 3, 3, 2), "colour-shape": (1, 1, 0, 0)}  # weights of colour, shape, position, exists
@@ -20,9 +20,9 @@ def named_task(rng: random.Random, lang: str | None = None, forms: str = "all") 
     lang = lang or rng.choice(L.LANGUAGES)
     kind = rng.choices(("colour", "shape", "position", "exists"), weights=NAMED_FORMS[forms])[0]
     if kind == "colour":
-        return _attribute_task(rng, lang, "colour", "shape", single=0.0)
+        return attribute_task(rng, lang, "colour", "shape", single=0.0)
     if kind == "shape":
-        return _attribute_task(rng, lang, "shape", "colour", single=0.0)
+        return attribute_task(rng, lang, "shape", "colour", single=0.0)
     if kind == "position":
         return position_task(rng, lang, fewest=2)
     return exists_task(rng, lang)
