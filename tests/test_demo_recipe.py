@@ -251,7 +251,7 @@ def test_a_step_is_redone_when_its_settings_changed(tmp_path, monkeypatch):
     stage2 = configs / "stage2.yaml"
     stage2.write_text("# a comment changes nothing\n" + stage2.read_text())
     assert recipe.step_digest("stage2", before, seed=0, short=False, scale=1) == first
-    stage2.write_text(stage2.read_text().replace("epochs: 2", "epochs: 3"))
+    stage2.write_text(stage2.read_text().replace("epochs: 3", "epochs: 4"))
     assert recipe.step_digest("stage2", before, seed=0, short=False, scale=1) != first
     balance = recipe.step_digest("balance", before, 0, False, 1)
     (before / "config.json").write_text('{"another": "model"}')  # the step before it ran again
