@@ -44,7 +44,7 @@ class WorldSizes:
     # (docs/demo-model.md, "The vision stage's length")
     vision: int = 16000
     stage1: int = 1600  # 50 steps of 32
-    stage2: int = 9600  # 300 steps of 32 per epoch (stage 2 runs three)
+    stage2: int = 9600  # 300 steps of 32 per epoch (the epochs: training/configs/demo/stage2.yaml)
     eval: int = 2700  # held out: 150 per skill and language
     other: int = 300  # held out, drawn by another program
     text: int = 4000
