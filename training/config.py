@@ -115,6 +115,12 @@ class TrainConfig:
     """The LLM's attention kernel while training: auto = the model's own (sdpa); eager = plain matmul and softmax,
     which a small model in bf16 autocast on a CPU trains faster with (the demo's stage 2: 1.2x; there sdpa's
     backward costs ~8x its forward; in fp32 the two are alike). Serving is not affected."""
+    focus_weight: float = 0.0
+    """Weight of the attention-focus loss (stage 2): records with a "focus" (CONTRACT.md) train the heads of
+    `focus_heads`, at a turn's question and answer, to attend to the image vectors of the objects the question is
+    about (or to the picture's SOI where none is there). 0 = off. Needs attention: eager (the heads' weights)."""
+    focus_heads: str = "0:0,1:0"
+    """The heads the focus loss trains, as layer:head pairs ("0:0,1:0": head 0 of the first two layers)."""
     frozen_dtype: Literal["auto", "bf16", "fp32"] = "auto"
     """dtype of frozen weights (CLIP; the LLM in stage 1): auto = bf16 on CUDA (fp32 under FSDP), else fp32."""
     gradient_checkpointing: bool = True
@@ -192,8 +198,28 @@ def _coerce(name: str, value):
     return str(value)
 
 
+def focus_heads(text: str) -> list[tuple[int, int]]:
+    """"0:0,1:2" -> [(0, 0), (1, 2)]; ValueError when it is not layer:head pairs."""
+    try:
+        pairs = [tuple(int(x) for x in part.split(":")) for part in text.split(",") if part.strip()]
+    except ValueError:
+        pairs = []
+    if not pairs or any(len(p) != 2 or min(p) < 0 for p in pairs):
+        raise ValueError(f"focus_heads: must be layer:head pairs such as 0:0,1:0, got {text!r}")
+    return pairs
+
+
 def _check_values(c: TrainConfig) -> list[str]:
     p = []
+    if c.focus_weight < 0:
+        p.append(f"focus_weight: must be >= 0, got {c.focus_weight}")
+    try:
+        focus_heads(c.focus_heads)
+    except ValueError as exc:
+        p.append(str(exc))
+    if c.focus_weight > 0 and c.attention != "eager":
+        p.append(f"focus_weight: the focus loss reads the heads' attention weights, which only attention: eager "
+                 f"gives; got attention: {c.attention}")
     positive = ("max_length", "cache_batch_size", "batch_size", "micro_batch_size", "epochs", "log_every",
                 "save_every", "max_steps", "stop_at")
     p += [f"{k}: must be >= 1, got {getattr(c, k)}" for k in positive

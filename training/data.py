@@ -102,15 +102,16 @@ class DialogDataset(Dataset):
             if image is None:
                 return "unreadable_image"
             images.append(image)
-        return {"dialog": dialog, "images": images}
+        return {"dialog": dialog, "images": images, "focus": self.samples[i].focus}
 
 
 class MicroBatch:
     """Deliberately not a dataclass, list or dict: DDP would rebuild those field by field while moving them to
     the device, and the encoded dialogs are plain Python that must pass through untouched."""
 
-    def __init__(self, dialogs: list, images: torch.Tensor | None, report):
+    def __init__(self, dialogs: list, images: torch.Tensor | None, report, focus: list | None = None):
         self.dialogs, self.images, self.report = dialogs, images, report  # images: pixels or cached features
+        self.focus = focus or [None] * len(dialogs)  # per dialog: its Sample.focus
         self.trained_tokens = sum(trained_tokens(d) for d in dialogs)  # what the loss is averaged over
         self.tokens = sum(len(d) for d in dialogs)  # the sequence length the LLM runs over
 
@@ -119,7 +120,7 @@ class MicroBatch:
 
     def to(self, device: torch.device) -> MicroBatch:
         images = None if self.images is None else self.images.to(device, non_blocking=True)
-        return MicroBatch(self.dialogs, images, self.report)
+        return MicroBatch(self.dialogs, images, self.report, self.focus)
 
 
 def collate(items: list[dict | str]) -> MicroBatch:
@@ -130,4 +131,5 @@ def collate(items: list[dict | str]) -> MicroBatch:
     report.truncated = sum(1 for i in kept if i["dialog"].dropped_turns)
     images = [img for i in kept for img in i["images"]]
     # [n_images, 3, S, S] pixels, or [n_images, N, W] cached features
-    return MicroBatch([i["dialog"] for i in kept], torch.stack(images) if images else None, report)
+    return MicroBatch([i["dialog"] for i in kept], torch.stack(images) if images else None, report,
+                      [i.get("focus") for i in kept])

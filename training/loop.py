@@ -27,7 +27,7 @@ from model.config import preset_config
 from model.omnifusion import OmniFusion
 from model.weights import ADAPTER_FILE, load_adapter_state
 from training.checkpointing import load_training_state, prune_checkpoints, save_checkpoint
-from training.config import SAVED_CONFIG, TrainConfig
+from training.config import SAVED_CONFIG, TrainConfig, focus_heads
 from training.data import DialogDataset, collate
 from training.distributed import check_launch, global_report, global_sums, make_accelerator
 from training.feature_store import fill_cache
@@ -185,7 +185,9 @@ def train(cfg: TrainConfig, model=None) -> TrainResult:
         trainee, extra, collate_fn = VisionTrainee(model, heads), {"heads": heads}, collate_vision
     else:
         dataset, upfront = _load_data(cfg, model, accelerator)
-        trainee, extra, collate_fn = Trainee(model, cached_features=dataset.features is not None), None, collate
+        trainee = Trainee(model, cached_features=dataset.features is not None, focus_weight=cfg.focus_weight,
+                          focus_heads=focus_heads(cfg.focus_heads))
+        extra, collate_fn = None, collate
     if cfg.batch_size % (cfg.micro_batch_size * world):
         raise ValueError(f"batch_size {cfg.batch_size} is not a multiple of micro_batch_size "
                          f"{cfg.micro_batch_size} x {world} processes")

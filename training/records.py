@@ -36,6 +36,7 @@ REASONS = {
     "empty_conversation": "empty conversations",
     "no_answer": "conversations without an assistant answer",
     "unknown_role": "turns with an unknown 'from'",
+    "bad_focus": "records whose 'focus' does not fit their answers and images",
     "outside_root": "image paths outside image_root",
     "missing_image": "image files that do not exist",
     "unreadable_image": "images that could not be decoded",
@@ -76,6 +77,9 @@ class Sample:
     messages: list[dict]  # the protocol's format; an image part's "key" is the image's path under image_root
     images: list[str]
     image_markers: str | None = None  # None: SOI image EOI, as always; or one of FRAMES (a broken frame)
+    # Per assistant message: where its question's answer lies in the pictures (training/demo_world/focus.py,
+    # CONTRACT.md): None, or [{"image": k, "objects": [[x, y, r], ...]}, ...]; the attention-focus loss reads it.
+    focus: list | None = None
 
 
 # A record's "image_markers": its pictures' SOI/EOI frame broken on purpose, for a model that should learn that a
@@ -169,7 +173,10 @@ def llava_sample(record: dict) -> Sample | str:
     if not isinstance(images, list) or not all(isinstance(i, str) and i for i in images) \
             or not isinstance(system, str | None) or not (markers is None or markers in FRAMES):
         return "bad_record"
-    messages, pending = [], list(images)
+    focus = record.get("focus")
+    if focus is not None and not _focus_fits(focus, turns, len(images)):
+        return "bad_focus"
+    messages, pending, answers, kept_focus = [], list(images), 0, []
     if system and system.strip():
         messages.append({"role": "system", "content": [_part_text(system.strip())]})
     for turn in turns:
@@ -178,8 +185,11 @@ def llava_sample(record: dict) -> Sample | str:
         role = ROLES.get(str(turn.get("from", "")).lower())
         if role is None:
             return "unknown_role"
-        if role == "assistant" and not any(m["role"] == "user" for m in messages):
-            continue
+        if role == "assistant":
+            answers += 1
+            if not any(m["role"] == "user" for m in messages):
+                continue
+            kept_focus.append(focus[answers - 1] if focus is not None else None)
         value = turn["value"]
         tagged = [pending.pop(0) for _ in range(min(value.count(IMAGE_TAG), len(pending)))] if role == "user" else []
         text = value.replace(IMAGE_TAG, "").strip()
@@ -194,7 +204,25 @@ def llava_sample(record: dict) -> Sample | str:
     if not any(m["role"] == "assistant" and m["content"][-1]["text"] for m in messages):
         return "no_answer"
     kept = [p["key"] for m in messages for p in m["content"] if p["type"] == "image"]
-    return Sample(messages, kept, markers)
+    if kept != images:  # a focus names pictures by their place in the record's list
+        kept_focus = []
+    return Sample(messages, kept, markers, kept_focus if any(f for f in kept_focus) else None)
+
+
+def _focus_fits(focus, turns: list, images: int) -> bool:
+    """One entry per assistant turn, each null or a list of {"image": index, "objects": [[x, y, r], ...]}."""
+    answers = sum(1 for t in turns if isinstance(t, dict) and ROLES.get(str(t.get("from", "")).lower()) == "assistant")
+
+    def number(v):
+        return isinstance(v, int | float) and not isinstance(v, bool)
+
+    def entry_fits(e):
+        return isinstance(e, dict) and isinstance(e.get("image"), int) and not isinstance(e["image"], bool) \
+            and 0 <= e["image"] < images and isinstance(e.get("objects"), list) \
+            and all(isinstance(o, list) and len(o) == 3 and all(map(number, o)) for o in e["objects"])
+
+    return isinstance(focus, list) and len(focus) == answers and all(
+        f is None or (isinstance(f, list) and all(map(entry_fits, f))) for f in focus)
 
 
 def outside_root(key: str, allow_absolute: bool) -> bool:

@@ -7,11 +7,13 @@ they wrap: calling `model.adapter` and `model.llm` one by one from the loop woul
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from model.dialog import IGNORE
+from model.dialog import IGNORE, EncodedDialog
 from model.omnifusion import OmniFusion
 from training.data import MicroBatch
 
@@ -40,11 +42,64 @@ def freeze_for_stage(model: OmniFusion, stage: int, gradient_checkpointing: bool
     return list(TRAINED_PARTS[stage])
 
 
+# An object covers the patches whose centres lie within this many of its radii of its centre (and always the patch
+# of its centre): its silhouette on the patch grid, from the three numbers of a focus entry.
+FOCUS_REACH = 1.05
+
+
+def object_patches(x: float, y: float, r: float, grid: int) -> list[int]:
+    """Row-major indices of the patches (grid x grid over the unit square the model sees) an object covers."""
+    cells = {min(grid - 1, max(0, int(y * grid))) * grid + min(grid - 1, max(0, int(x * grid)))}
+    for i in range(grid):
+        for j in range(grid):
+            if math.hypot((j + 0.5) / grid - x, (i + 0.5) / grid - y) <= FOCUS_REACH * r:
+                cells.add(i * grid + j)
+    return sorted(cells)
+
+
+def focus_masks(dialog: EncodedDialog, focus: list | None, length: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """A dialog's focus (records.Sample.focus) -> (queries [length] bool: the positions of each focused turn's
+    question and answer; keys [length, length] bool: what each of them should attend to), or None. A focus entry
+    with no objects points at the picture's SOI vector. Dialogs cut by truncation are left out (their answers
+    and pictures no longer line up with the record's)."""
+    if not focus or dialog.dropped_turns:
+        return None
+    grid = math.isqrt(dialog.num_patches)
+    queries = torch.zeros(length, dtype=torch.bool)
+    keys = torch.zeros(length, length, dtype=torch.bool)
+    starts, pos, user, answer = dialog.image_positions(), 0, None, 0
+    for s in dialog.segments:
+        n = s.length(dialog.num_patches)
+        if s.kind == "special" and s.name == "USER":
+            user = pos
+        elif s.kind == "text" and s.trained:
+            entry = focus[answer] if answer < len(focus) else None
+            answer += 1
+            if entry and user is not None:
+                span = slice(user + 1, pos + n - 1)  # the question, BOT and the answer (its last token predicts nothing)
+                for e in entry:
+                    if e["image"] >= len(starts):
+                        continue
+                    first = starts[e["image"]]
+                    cells = sorted({c for o in e["objects"] for c in object_patches(*o, grid)})
+                    keys[span, [first + c for c in cells] if cells else [first - 1]] = True  # first - 1: its SOI
+                queries[span] = keys[span].any(-1)
+        pos += n
+    return (queries, keys) if queries.any() else None
+
+
 class Trainee(nn.Module):
-    def __init__(self, model: OmniFusion, cached_features: bool):
+    def __init__(self, model: OmniFusion, cached_features: bool, focus_weight: float = 0.0,
+                 focus_heads: list[tuple[int, int]] = ((0, 0),)):
         super().__init__()
         self.model = model
         self.cached_features = cached_features  # batches carry CLIP features [n, N, W], not pixels
+        self.focus_weight, self.focus_heads = focus_weight, list(focus_heads)
+        if focus_weight:
+            layers, heads = model.llm.config.num_hidden_layers, model.llm.config.num_attention_heads
+            wrong = [f"{a}:{b}" for a, b in self.focus_heads if a >= layers or b >= heads]
+            if wrong:
+                raise ValueError(f"focus_heads {', '.join(wrong)}: the LLM has {layers} layers of {heads} heads")
 
     def forward(self, batch: MicroBatch, num_items: int | None = None) -> torch.Tensor:
         """-> cross-entropy over the answer tokens of the micro-batch: their mean, or with `num_items` their sum
@@ -76,9 +131,35 @@ class Trainee(nn.Module):
         # Logits only where a token is trained: the answers are a small part of a dialog (12 of 90 tokens in the
         # demo world's), and the LM head with its softmax over the vocabulary at every other position is work
         # and memory thrown away. Mistral's logits are lm_head(final hidden state), nothing more.
-        hidden = m.llm.get_decoder()(**padded, use_cache=False).last_hidden_state[:, :-1]  # [B, T-1, H]
+        focus = self._focus(batch, padded["inputs_embeds"].shape[1], padded["inputs_embeds"].device)
+        out = m.llm.get_decoder()(**padded, use_cache=False, output_attentions=focus is not None)
+        hidden = out.last_hidden_state[:, :-1]  # [B, T-1, H]
         trained = targets != IGNORE
         logits = m.llm.get_output_embeddings()(hidden[trained])  # [n, V]
         # fp32 like the model's own loss; a sum over no tokens is 0, never the NaN that a mean over none gives
         loss = F.cross_entropy(logits.float(), targets[trained], reduction="sum")
-        return loss / (num_items if num_items is not None else batch.trained_tokens)
+        share = 1 / (num_items if num_items is not None else batch.trained_tokens)
+        loss = loss * share
+        if focus is not None:
+            # -log of the attention mass on the focused vectors, averaged over the focused positions, weighted by
+            # the micro-batch's share of the step's answer tokens like the cross-entropy above
+            queries, keys = focus
+            terms = [-torch.log((out.attentions[layer][:, head].float() * keys).sum(-1)[queries] + 1e-6).mean()
+                     for layer, head in self.focus_heads]
+            loss = loss + self.focus_weight * batch.trained_tokens * share * torch.stack(terms).mean()
+        return loss
+
+    def _focus(self, batch: MicroBatch, length: int, device) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """-> (queries [B, T], keys [B, T, T]) of the micro-batch, or None when the loss is off or nothing is
+        focused."""
+        if not self.focus_weight or not any(batch.focus):
+            return None
+        masks = [focus_masks(d, f, length) for d, f in zip(batch.dialogs, batch.focus, strict=True)]
+        if not any(masks):
+            return None
+        queries = torch.zeros(len(masks), length, dtype=torch.bool)
+        keys = torch.zeros(len(masks), length, length, dtype=torch.bool)
+        for b, mask in enumerate(masks):
+            if mask is not None:
+                queries[b], keys[b] = mask
+        return queries.to(device), keys.to(device)

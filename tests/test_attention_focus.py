@@ -1,0 +1,177 @@
+"""Attention told where to look: what the demo world says each answer is about, how records carry it, the
+positions it becomes, and a loss that really moves the heads it names."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from model.checkpoint import build_in_memory
+from model.config import preset_config
+from tests.model_helpers import drawn_image
+from training.config import ConfigError, build_config, focus_heads
+from training.data import DialogDataset, collate
+from training.demo_world.focus import record_focus
+from training.demo_world.scenes import Scene, Shape
+from training.records import Sample, load_samples
+from training.trainee import Trainee, focus_masks, object_patches
+
+# A red circle on the left, a blue square on the right (unit square, radius 0.1).
+TWO = Scene([Shape("circle", "red", 0.25, 0.5, 0.1), Shape("square", "blue", 0.75, 0.5, 0.1)])
+ONE = Scene([Shape("triangle", "green", 0.5, 0.25, 0.12)])
+
+
+def human(text, images=0):
+    return {"from": "human", "value": "<image>\n" * images + text}
+
+
+def gpt(text):
+    return {"from": "gpt", "value": text}
+
+
+def test_each_answer_looks_at_what_its_question_names():
+    focus = record_focus([human("Hello!"), gpt("Hi."),
+                          human("What colour is the circle?", 1), gpt("It is red."),
+                          human("Is there a green triangle?"), gpt("No."),
+                          human("Какого цвета квадрат?"), gpt("Синий."),
+                          human("How many shapes are there?"), gpt("Two.")], [TWO])
+    assert focus[0] is None  # no picture yet
+    assert focus[1] == [{"image": 0, "objects": [[0.25, 0.5, 0.1]]}]
+    assert focus[2] == [{"image": 0, "objects": []}]  # nothing it names is there: the picture's SOI
+    assert focus[3] == [{"image": 0, "objects": [[0.75, 0.5, 0.1]]}]
+    assert focus[4] == [{"image": 0, "objects": [[0.25, 0.5, 0.1], [0.75, 0.5, 0.1]]}]
+
+
+def test_the_picture_a_question_names_is_the_one_looked_at():
+    together = record_focus([human("What colour is the shape in the second picture?", 2), gpt("Green.")],
+                            [TWO, ONE])
+    assert together == [[{"image": 1, "objects": [[0.5, 0.25, 0.12]]}]]
+    later = record_focus([human("What colour is it?", 1), gpt("Green."), human("And this one?", 1), gpt("Red.")],
+                         [ONE, TWO])
+    assert [e[0]["image"] for e in later] == [0, 1]  # a new photo: the new one
+    assert record_focus([human("What colour is it?", 1), gpt("Please send me a picture first.")], [ONE],
+                        broken_frame=True) == [None]
+
+
+def test_records_carry_the_focus_of_the_answers_they_keep(tmp_path):
+    entry = [{"image": 0, "objects": [[0.25, 0.5, 0.1]]}]
+    records = [
+        # a leading assistant turn is dropped, and its focus with it
+        {"id": "a", "image": ["p.png"], "conversations": [gpt("Welcome."), human("What colour is the circle?", 1),
+                                                           gpt("Red.")], "focus": [None, entry]},
+        {"id": "b", "image": ["p.png"], "conversations": [human("Hi", 1), gpt("Hi.")], "focus": [entry, entry]},
+        {"id": "c", "image": ["p.png"], "conversations": [human("Hi", 1), gpt("Hi.")],
+         "focus": [[{"image": 1, "objects": []}]]},
+        {"id": "d", "image": ["p.png"], "conversations": [human("Hi", 1), gpt("Hi.")],
+         "focus": [[{"image": 0, "objects": [[0.5, 0.5]]}]]},
+        {"id": "e", "image": ["p.png"], "conversations": [human("Hi", 1), gpt("Hi.")]},
+    ]
+    path = tmp_path / "dialogs.json"
+    path.write_text(json.dumps(records))
+    samples, report, _ = load_samples(path, tmp_path, "Describe.", check_files=False)
+    assert [s.focus for s in samples] == [[entry], None]
+    assert report.skipped["bad_focus"] == 3  # more entries than answers, no picture 1, an object of two numbers
+
+
+def test_objects_cover_the_patches_under_them():
+    # 6 x 6 patches over the unit square; the circle at (0.25, 0.5) of radius 0.1 straddles rows 2 and 3 of column 1
+    assert object_patches(0.25, 0.5, 0.1, 6) == [13, 19]
+    assert object_patches(0.95, 0.95, 0.01, 6) == [35]  # a speck: its own patch
+    assert object_patches(0.5, 0.5, 0.3, 6) == [8, 9, 13, 14, 15, 16, 19, 20, 21, 22, 26, 27]  # a disk: no corners
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp("focus")
+    for name, colour, shape in (("red.png", (220, 30, 30), "circle"), ("blue.png", (30, 30, 220), "square")):
+        drawn_image(colour, (48, 48), shape).save(root / name)
+    model = build_in_memory(preset_config("tiny"), device="cpu", dtype=torch.float32)
+    model.llm.set_attn_implementation("eager")
+    return model, root
+
+
+def batch_of(model, root):
+    circle = [{"image": 0, "objects": [[0.5, 0.5, 0.25]]}]
+    samples = [Sample([{"role": "user", "content": [{"type": "image", "key": name},
+                                                     {"type": "text", "text": "What shape is it?"}]},
+                       {"role": "assistant", "content": [{"type": "text", "text": answer}]},
+                       {"role": "user", "content": [{"type": "text", "text": "Is there a green one?"}]},
+                       {"role": "assistant", "content": [{"type": "text", "text": "No."}]}],
+                      [name], focus=[circle, [{"image": 0, "objects": []}]])
+               for name, answer in (("red.png", "A circle."), ("blue.png", "A square."))]
+    dataset = DialogDataset(samples, model.tokenizer, model.config, 512, root)
+    return collate([dataset[0], dataset[1]])
+
+
+def test_focus_becomes_the_positions_of_the_question_and_answer_and_the_objects_patches(tiny):
+    model, root = tiny
+    batch = batch_of(model, root)
+    dialog = batch.dialogs[0]
+    queries, keys = focus_masks(dialog, batch.focus[0], len(dialog))
+    first = dialog.image_positions()[0]
+    users = [p for p, s in _positions(dialog) if s.kind == "special" and s.name == "USER"]
+    answers = [(p, len(s.ids)) for p, s in _positions(dialog) if s.kind == "text" and s.trained]
+    # turn 1: from the word after USER to the answer's second-to-last token, at the circle's patches
+    span = list(range(users[0] + 1, answers[0][0] + answers[0][1] - 1))
+    assert all(queries[span]) and not queries[users[0]] and not queries[first]
+    assert keys[span[0]].nonzero().flatten().tolist() == [first + c for c in object_patches(0.5, 0.5, 0.25, 6)]
+    # turn 2: nothing green, so the picture's SOI (the position right before its first patch)
+    assert keys[users[1] + 1].nonzero().flatten().tolist() == [first - 1]
+    assert queries.sum() == len(span) + answers[1][0] + answers[1][1] - 1 - (users[1] + 1)
+
+
+def _positions(dialog):
+    pos = 0
+    for s in dialog.segments:
+        yield pos, s
+        pos += s.length(dialog.num_patches)
+
+
+def focus_term(trainee, batch) -> float:
+    """The focus part of the loss alone: the same batch with and without it (eval mode: no dropout)."""
+    trainee.eval()
+    with torch.no_grad():
+        with_focus = trainee(batch).item()
+        weight, trainee.focus_weight = trainee.focus_weight, 0.0
+        without = trainee(batch).item()
+        trainee.focus_weight = weight
+    trainee.train()
+    return (with_focus - without) / weight
+
+
+def test_the_focus_loss_moves_the_heads_it_names(tiny):
+    model, root = tiny
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    results = {}
+    for weight in (1.0, 0.0):
+        model.load_state_dict(start)
+        trainee = Trainee(model, cached_features=False, focus_weight=weight or 1.0, focus_heads=[(1, 0)])
+        batch = batch_of(model, root)
+        before = focus_term(trainee, batch)
+        trainee.focus_weight = weight
+        optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=3e-3)
+        for _ in range(30):
+            optimizer.zero_grad()
+            trainee(batch).backward()
+            optimizer.step()
+        trainee.focus_weight = 1.0
+        results[weight] = (before, focus_term(trainee, batch))
+    (before, after), (_, unfocused) = results[1.0], results[0.0]
+    # -log(attention mass on the focus): about log(sequence / focused vectors) at the start
+    assert before > 1.5 and after < 0.3 * before and unfocused > 0.6 * before, results
+    model.load_state_dict(start)
+
+
+def test_the_focus_loss_needs_eager_attention_and_real_heads(tiny, tmp_path):
+    data = tmp_path / "d.json"
+    data.write_text("[]")
+    base = {"stage": 2, "init_from": str(tmp_path), "data": str(data), "focus_weight": 0.3}
+    with pytest.raises(ConfigError, match="attention: eager"):
+        build_config(base)
+    with pytest.raises(ConfigError, match="layer:head"):
+        build_config({**base, "attention": "eager", "focus_heads": "first"})
+    assert focus_heads("0:1, 1:3") == [(0, 1), (1, 3)]
+    with pytest.raises(ValueError, match="2 layers of 4 heads"):
+        Trainee(tiny[0], cached_features=False, focus_weight=0.3, focus_heads=[(2, 0)])
