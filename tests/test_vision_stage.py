@@ -37,6 +37,24 @@ def test_patches_of_an_object_get_its_attributes_its_centre_and_the_counts():
     assert t["count"] == 2 and t["count:colour"].tolist() == [1, 1] and t["count:shape"].tolist() == [1, 1]
 
 
+def test_each_patch_learns_how_many_objects_are_like_its_own():
+    # Two red squares and a blue circle: a red square's patches say two of its colour, two of its shape, two of its
+    # kind; the circle's one, one, one; every patch, the background too, three in all.
+    mask = mask_with([(16, 16, 31, 31), (64, 16, 79, 31), (32, 64, 47, 79)])
+    t = TARGETS.for_image(mask, [{"colour": "red", "shape": "square"}, {"colour": "red", "shape": "square"},
+                                 {"colour": "blue", "shape": "circle"}], 96, 16)
+    grid = {k: t[k].view(6, 6) for k in ("same:colour", "same:shape", "same:combo", "total")}
+    assert [int(grid[k][1, 1]) for k in ("same:colour", "same:shape", "same:combo")] == [2, 2, 2]
+    assert [int(grid[k][4, 2]) for k in ("same:colour", "same:shape", "same:combo")] == [1, 1, 1]
+    assert grid["same:colour"][0, 0] == -1 and (grid["same:colour"] >= 0).sum() == 3
+    assert (grid["total"] == 3).all()
+    # A red circle beside them makes red three but leaves the squares' kind at two.
+    t = TARGETS.for_image(mask_with([(16, 16, 31, 31), (64, 16, 79, 31), (32, 64, 47, 79)]),
+                          [{"colour": "red", "shape": "square"}, {"colour": "red", "shape": "square"},
+                           {"colour": "red", "shape": "circle"}], 96, 16)
+    assert t["same:colour"].view(6, 6)[1, 1] == 3 and t["same:combo"].view(6, 6)[1, 1] == 2
+
+
 def test_masks_follow_the_pictures_resize_and_centre_crop():
     # 192 x 96: the model sees the central 96 x 96 after scaling; an object at the far left is cut away.
     mask = mask_with([(0, 40, 20, 60), (100, 40, 120, 60)], size=(192, 96))

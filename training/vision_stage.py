@@ -126,12 +126,21 @@ class VisionTargets:
             combo[mine] = self.combos.index(kind)
             where_is = region_of(cx, cy)
             region[mine] = len(REGIONS) if where_is is None else REGIONS.index(where_is)
+        # How many objects are like the patch's own (the same value of each attribute, the same combination) and
+        # how many there are in all: what a head that attends to the asked objects' patches reads a count from.
+        same = {a: np.where(values[a] >= 0, np.minimum(counts[a][values[a].clip(0)], self.max_count), -1)
+                for a in self.attributes}
+        combo_counts = np.array([len(places.get(c, [])) for c in self.combos])
+        same_combo = np.where(combo >= 0, np.minimum(combo_counts[combo.clip(0)], self.max_count), -1)
         out = {"object": torch.from_numpy((owner > 0).astype(np.float32)), "centre": torch.from_numpy(centre),
+               "same:combo": torch.from_numpy(same_combo.astype(np.int64)),
+               "total": torch.full((grid * grid,), min(total, self.max_count), dtype=torch.long),
                "where": torch.from_numpy(where), "instance": torch.from_numpy(instance),
                "count": torch.tensor(min(total, self.max_count)), "combo": torch.from_numpy(combo),
                "region": torch.from_numpy(region)}
         for a, names in self.attributes.items():
             out[f"value:{a}"] = torch.from_numpy(values[a])
+            out[f"same:{a}"] = torch.from_numpy(same[a].astype(np.int64))
             out[f"count:{a}"] = torch.from_numpy(np.minimum(counts[a], self.max_count))
             out[f"region:{a}"] = torch.tensor([_region_class(places.get((a, v), [])) for v in names])
         combo_centres = [places.get(c, []) for c in self.combos]
@@ -245,6 +254,8 @@ class VisionHeads(nn.Module):
         self.patch_region = nn.Linear(width, len(REGIONS) + 1)
         self.count = nn.Linear(width, counts)
         self.patch_value = nn.ModuleDict({a: nn.Linear(width, len(v)) for a, v in targets.attributes.items()})
+        self.patch_same = nn.ModuleDict({a: nn.Linear(width, counts) for a in targets.attributes})
+        self.patch_same_combo, self.patch_total = nn.Linear(width, counts), nn.Linear(width, counts)
         self.object_value = nn.ModuleDict({a: nn.Linear(width, len(v)) for a, v in targets.attributes.items()})
         self.value_count = nn.ModuleDict({a: nn.Linear(width, len(v) * counts)
                                           for a, v in targets.attributes.items()})
@@ -294,6 +305,8 @@ class VisionTrainee(nn.Module):
             loss = loss + 10 * (h.where(f)[on] - t["where"][on]).pow(2).sum(-1).mean()
             loss = loss + F.cross_entropy(h.patch_combo(f)[on], t["combo"][on])
             loss = loss + F.cross_entropy(h.patch_region(f)[on], t["region"][on])
+            loss = loss + F.cross_entropy(h.patch_same_combo(f)[on], t["same:combo"][on])
+        loss = loss + F.cross_entropy(h.patch_total(f).flatten(0, 1), t["total"].flatten())
         # Features averaged over each object: what the object is, told by all of its patches together.
         members = F.one_hot(t["instance"], 16)[..., 1:].float()  # [B, N, 15]
         size = members.sum(1)  # [B, 15]
@@ -305,6 +318,7 @@ class VisionTrainee(nn.Module):
             values = t[f"value:{a}"]  # [B, N], -1 where no object
             if on.any():
                 loss = loss + F.cross_entropy(h.patch_value[a](f)[on], values[on])
+                loss = loss + F.cross_entropy(h.patch_same[a](f)[on], t[f"same:{a}"][on])
             if present.any():
                 per_object = (members * values.clamp(min=0)[..., None]).amax(1).long()  # [B, 15]
                 loss = loss + F.cross_entropy(h.object_value[a](pooled[present]), per_object[present])
