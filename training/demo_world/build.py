@@ -27,6 +27,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from training.demo_world import language as L
+from training.demo_world.focus import record_focus
 from training.demo_world.questions import ask
 from training.demo_world.scenes import Scene, encode, random_scene, render
 from training.demo_world.tasks import EVAL_SKILLS, groups, sample_task
@@ -34,7 +35,7 @@ from training.demo_world.variants import GREETED, greeted, named_task
 from training.folders import replaced_atomically
 
 log = logging.getLogger(__name__)
-VERSION = 8  # bump when the generator changes what it draws or says
+VERSION = 9  # bump when the generator changes what it draws or says
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,8 @@ def _llava(sample: dict, image_paths: list[str], sample_id: str) -> dict:
         record["image"] = image_paths
     if sample.get("image_markers"):
         record["image_markers"] = sample["image_markers"]
+    if sample.get("scenes"):
+        record["focus"] = record_focus(conversations, sample["scenes"], bool(sample.get("image_markers")))
     return record
 
 
