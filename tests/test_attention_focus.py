@@ -122,6 +122,17 @@ def test_focus_becomes_the_positions_of_the_question_and_answer_and_the_objects_
     assert queries.sum() == len(span) + answers[1][0] + answers[1][1] - 1 - (users[1] + 1)
 
 
+def test_a_broken_frame_trains_without_its_focus(tiny):
+    """Swapped or missing markers move the SOI a focus may point at: such a dialog keeps its answers, not its focus."""
+    model, root = tiny
+    sample = Sample([{"role": "user", "content": [{"type": "image", "key": "red.png"},
+                                                  {"type": "text", "text": "What shape is it?"}]},
+                     {"role": "assistant", "content": [{"type": "text", "text": "A circle."}]}], ["red.png"],
+                    image_markers="swapped", focus=[[{"image": 0, "objects": []}]])
+    item = DialogDataset([sample], model.tokenizer, model.config, 512, root)[0]
+    assert item["focus"] is None and item["dialog"].image_keys == ["red.png"]
+
+
 def _positions(dialog):
     pos = 0
     for s in dialog.segments:

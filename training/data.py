@@ -102,7 +102,9 @@ class DialogDataset(Dataset):
             if image is None:
                 return "unreadable_image"
             images.append(image)
-        return {"dialog": dialog, "images": images, "focus": self.samples[i].focus}
+        # A broken frame moves or drops the SOI a focus may point at: such dialogs train without one.
+        focus = None if self.samples[i].image_markers else self.samples[i].focus
+        return {"dialog": dialog, "images": images, "focus": focus}
 
 
 class MicroBatch:

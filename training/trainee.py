@@ -76,7 +76,7 @@ def focus_masks(dialog: EncodedDialog, focus: list | None, length: int) -> tuple
             entry = focus[answer] if answer < len(focus) else None
             answer += 1
             if entry and user is not None:
-                span = slice(user + 1, pos + n - 1)  # the question, BOT and the answer (its last token predicts nothing)
+                span = slice(user + 1, pos + n - 1)  # question, BOT, answer (whose last token predicts nothing)
                 for e in entry:
                     if e["image"] >= len(starts):
                         continue
