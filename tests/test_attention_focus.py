@@ -16,7 +16,7 @@ from training.data import DialogDataset, collate
 from training.demo_world.focus import record_focus
 from training.demo_world.scenes import Scene, Shape
 from training.records import Sample, load_samples
-from training.trainee import Trainee, focus_masks, object_patches
+from training.trainee import FOCUS_REACH, Trainee, focus_masks, object_patches
 
 # A red circle on the left, a blue square on the right (unit square, radius 0.1).
 TWO = Scene([Shape("circle", "red", 0.25, 0.5, 0.1), Shape("square", "blue", 0.75, 0.5, 0.1)])
@@ -76,10 +76,14 @@ def test_records_carry_the_focus_of_the_answers_they_keep(tmp_path):
 
 
 def test_objects_cover_the_patches_under_them():
-    # 6 x 6 patches over the unit square; the circle at (0.25, 0.5) of radius 0.1 straddles rows 2 and 3 of column 1
-    assert object_patches(0.25, 0.5, 0.1, 6) == [13, 19]
+    # 6 x 6 patches over the unit square (centres 1/12 + k/6). The circle at (0.25, 0.5) of radius 0.1 straddles
+    # rows 2 and 3 of column 1, whose centres lie 0.083 from its own: outside its core (0.6 of its radius), so
+    # only the patch of its centre (row 3). A disk of radius 0.3 at the middle: the four patches around it.
+    assert FOCUS_REACH == 0.6
+    assert object_patches(0.25, 0.5, 0.1, 6) == [19]
     assert object_patches(0.95, 0.95, 0.01, 6) == [35]  # a speck: its own patch
-    assert object_patches(0.5, 0.5, 0.3, 6) == [8, 9, 13, 14, 15, 16, 19, 20, 21, 22, 26, 27]  # a disk: no corners
+    assert object_patches(0.5, 0.5, 0.3, 6) == [14, 15, 20, 21]
+    assert object_patches(0.5, 0.5, 0.5, 6) == [8, 9, 13, 14, 15, 16, 19, 20, 21, 22, 26, 27]  # a disk: no corners
 
 
 @pytest.fixture(scope="module")

@@ -116,9 +116,9 @@ class TrainConfig:
     which a small model in bf16 autocast on a CPU trains faster with (the demo's stage 2: 1.2x; there sdpa's
     backward costs ~8x its forward; in fp32 the two are alike). Serving is not affected."""
     focus_weight: float = 0.0
-    """Weight of the attention-focus loss (stage 2): records with a "focus" (CONTRACT.md) train the heads of
-    `focus_heads`, at a turn's question and answer, to attend to the image vectors of the objects the question is
-    about (or to the picture's SOI where none is there). 0 = off. Needs attention: eager (the heads' weights)."""
+    """Weight of the attention-focus loss (stage 2): records with a "focus" (docs/training.md, Data) train the
+    heads of `focus_heads`, at a turn's question and answer, to attend to the image vectors of the objects the
+    question is about (or to the picture's SOI where none is there). 0 = off. Needs attention: eager."""
     focus_heads: str = "0:0,1:0"
     """The heads the focus loss trains, as layer:head pairs ("0:0,1:0": head 0 of the first two layers)."""
     frozen_dtype: Literal["auto", "bf16", "fp32"] = "auto"

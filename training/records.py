@@ -77,8 +77,9 @@ class Sample:
     messages: list[dict]  # the protocol's format; an image part's "key" is the image's path under image_root
     images: list[str]
     image_markers: str | None = None  # None: SOI image EOI, as always; or one of FRAMES (a broken frame)
-    # Per assistant message: where its question's answer lies in the pictures (training/demo_world/focus.py,
-    # CONTRACT.md): None, or [{"image": k, "objects": [[x, y, r], ...]}, ...]; the attention-focus loss reads it.
+    # Per assistant message: where its question's answer lies in the pictures (docs/training.md, Data;
+    # training/demo_world/focus.py): None, or [{"image": k, "objects": [[x, y, r], ...]}, ...]; the focus loss
+    # reads it.
     focus: list | None = None
 
 
