@@ -104,7 +104,7 @@ def test_the_retrieval_diagnostic_reads_the_picture_and_where_the_model_looks(de
     """training/demo_world/retrieval.py, on the committed model: one attention layer reads a named shape's
     colour from the image vectors (97 % measured) and not from another picture's (chance); the model's heads
     look at the objects far beyond their share of the area, and the head stage 2 told where to look picks the
-    named one out of the others (0.57 of its attention on the named object against 0.01 on the others, whose
+    named one out of the others (0.58 of its attention on the named object against 0.01 on the others, whose
     area is twice as large; the model before it split its attention by area: docs/demo-model.md, "Attention told
     where to look"), so the model names that object's colour."""
     from training.demo_world import retrieval
