@@ -38,21 +38,22 @@ def test_patches_of_an_object_get_its_attributes_its_centre_and_the_counts():
 
 
 def test_each_patch_learns_how_many_objects_are_like_its_own():
-    # Two red squares and a blue circle: a red square's patches say two of its colour, two of its shape, two of its
-    # kind; the circle's one, one, one; every patch, the background too, three in all.
+    # Two red squares and a blue circle: a red square's patches say two of its colour, two of its shape; the
+    # circle's one and one; every patch, the background too, three in all.
     mask = mask_with([(16, 16, 31, 31), (64, 16, 79, 31), (32, 64, 47, 79)])
     t = TARGETS.for_image(mask, [{"colour": "red", "shape": "square"}, {"colour": "red", "shape": "square"},
                                  {"colour": "blue", "shape": "circle"}], 96, 16)
-    grid = {k: t[k].view(6, 6) for k in ("same:colour", "same:shape", "same:combo", "total")}
-    assert [int(grid[k][1, 1]) for k in ("same:colour", "same:shape", "same:combo")] == [2, 2, 2]
-    assert [int(grid[k][4, 2]) for k in ("same:colour", "same:shape", "same:combo")] == [1, 1, 1]
+    grid = {k: t[k].view(6, 6) for k in ("same:colour", "same:shape", "total")}
+    assert [int(grid[k][1, 1]) for k in ("same:colour", "same:shape")] == [2, 2]
+    assert [int(grid[k][4, 2]) for k in ("same:colour", "same:shape")] == [1, 1]
     assert grid["same:colour"][0, 0] == -1 and (grid["same:colour"] >= 0).sum() == 3
     assert (grid["total"] == 3).all()
-    # A red circle beside them makes red three but leaves the squares' kind at two.
+    # A red circle instead of the blue one makes red three and leaves squares at two.
     t = TARGETS.for_image(mask_with([(16, 16, 31, 31), (64, 16, 79, 31), (32, 64, 47, 79)]),
                           [{"colour": "red", "shape": "square"}, {"colour": "red", "shape": "square"},
                            {"colour": "red", "shape": "circle"}], 96, 16)
-    assert t["same:colour"].view(6, 6)[1, 1] == 3 and t["same:combo"].view(6, 6)[1, 1] == 2
+    assert t["same:colour"].view(6, 6)[1, 1] == 3 and t["same:shape"].view(6, 6)[1, 1] == 2
+    assert "same:combo" not in t
 
 
 def test_masks_follow_the_pictures_resize_and_centre_crop():

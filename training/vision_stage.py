@@ -126,14 +126,12 @@ class VisionTargets:
             combo[mine] = self.combos.index(kind)
             where_is = region_of(cx, cy)
             region[mine] = len(REGIONS) if where_is is None else REGIONS.index(where_is)
-        # How many objects are like the patch's own (the same value of each attribute, the same combination) and
-        # how many there are in all: what a head that attends to the asked objects' patches reads a count from.
+        # How many objects share the patch's own value of each attribute, and how many there are in all: what a head
+        # that attends to the asked objects' patches reads a count from. Not of its combination ("red circle"): with
+        # it, the count of a colour or a shape was read one too low more often (docs/demo-model.md).
         same = {a: np.where(values[a] >= 0, np.minimum(counts[a][values[a].clip(0)], self.max_count), -1)
                 for a in self.attributes}
-        combo_counts = np.array([len(places.get(c, [])) for c in self.combos])
-        same_combo = np.where(combo >= 0, np.minimum(combo_counts[combo.clip(0)], self.max_count), -1)
         out = {"object": torch.from_numpy((owner > 0).astype(np.float32)), "centre": torch.from_numpy(centre),
-               "same:combo": torch.from_numpy(same_combo.astype(np.int64)),
                "total": torch.full((grid * grid,), min(total, self.max_count), dtype=torch.long),
                "where": torch.from_numpy(where), "instance": torch.from_numpy(instance),
                "count": torch.tensor(min(total, self.max_count)), "combo": torch.from_numpy(combo),
@@ -255,7 +253,7 @@ class VisionHeads(nn.Module):
         self.count = nn.Linear(width, counts)
         self.patch_value = nn.ModuleDict({a: nn.Linear(width, len(v)) for a, v in targets.attributes.items()})
         self.patch_same = nn.ModuleDict({a: nn.Linear(width, counts) for a in targets.attributes})
-        self.patch_same_combo, self.patch_total = nn.Linear(width, counts), nn.Linear(width, counts)
+        self.patch_total = nn.Linear(width, counts)
         self.object_value = nn.ModuleDict({a: nn.Linear(width, len(v)) for a, v in targets.attributes.items()})
         self.value_count = nn.ModuleDict({a: nn.Linear(width, len(v) * counts)
                                           for a, v in targets.attributes.items()})
@@ -305,7 +303,6 @@ class VisionTrainee(nn.Module):
             loss = loss + 10 * (h.where(f)[on] - t["where"][on]).pow(2).sum(-1).mean()
             loss = loss + F.cross_entropy(h.patch_combo(f)[on], t["combo"][on])
             loss = loss + F.cross_entropy(h.patch_region(f)[on], t["region"][on])
-            loss = loss + F.cross_entropy(h.patch_same_combo(f)[on], t["same:combo"][on])
         loss = loss + F.cross_entropy(h.patch_total(f).flatten(0, 1), t["total"].flatten())
         # Features averaged over each object: what the object is, told by all of its patches together.
         members = F.one_hot(t["instance"], 16)[..., 1:].float()  # [B, N, 15]
