@@ -17,8 +17,7 @@ from __future__ import annotations
 
 from training.demo_world.scenes import Scene
 from training.demo_world.scoring import colours, picture, shapes
-
-IMAGE_TAG = "<image>"
+from training.records import IMAGE_TAG
 
 
 def turn_focus(question: str, pictures: list[Scene], mine: list[int]) -> list[dict] | None:
