@@ -120,10 +120,36 @@ def test_focus_becomes_the_positions_of_the_question_and_answer_and_the_objects_
     # turn 1: from the word after USER to the answer's second-to-last token, at the circle's patches
     span = list(range(users[0] + 1, answers[0][0] + answers[0][1] - 1))
     assert all(queries[span]) and not queries[users[0]] and not queries[first]
-    assert keys[span[0]].nonzero().flatten().tolist() == [first + c for c in object_patches(0.5, 0.5, 0.25, 6)]
+    assert keys[0, span[0]].nonzero().flatten().tolist() == [first + c for c in object_patches(0.5, 0.5, 0.25, 6)]
     # turn 2: nothing green, so the picture's SOI (the position right before its first patch)
-    assert keys[users[1] + 1].nonzero().flatten().tolist() == [first - 1]
+    assert keys[0, users[1] + 1].nonzero().flatten().tolist() == [first - 1]
     assert queries.sum() == len(span) + answers[1][0] + answers[1][1] - 1 - (users[1] + 1)
+    # one picture: every focused head looks at it
+    assert torch.equal(focus_masks(dialog, batch.focus[0], len(dialog), heads=2)[1], keys.expand(2, -1, -1))
+
+
+def test_two_pictures_of_one_question_are_shared_out_among_the_heads(tiny):
+    """"Which picture has more shapes?": one head on each picture (two totals to compare), not both heads
+    on the average of the two."""
+    model, root = tiny
+    both = [{"image": 0, "objects": [[0.5, 0.5, 0.25]]}, {"image": 1, "objects": []}]
+    sample = Sample([{"role": "user", "content": [{"type": "image", "key": "red.png"},
+                                                  {"type": "image", "key": "blue.png"},
+                                                  {"type": "text", "text": "Which picture has more red shapes?"}]},
+                     {"role": "assistant", "content": [{"type": "text", "text": "The first."}]}],
+                    ["red.png", "blue.png"], focus=[both])
+    dialog = DialogDataset([sample], model.tokenizer, model.config, 512, root)[0]["dialog"]
+    first, second = dialog.image_positions()
+    circle = [first + c for c in object_patches(0.5, 0.5, 0.25, 6)]
+    queries, keys = focus_masks(dialog, [both], len(dialog), heads=2)
+    at = queries.nonzero().flatten().tolist()
+    assert at and len(at) == queries.sum()
+    assert keys[0, at[0]].nonzero().flatten().tolist() == circle
+    assert keys[1, at[0]].nonzero().flatten().tolist() == [second - 1]  # nothing red there: its SOI
+    _, one = focus_masks(dialog, [both], len(dialog), heads=1)
+    assert one[0, at[0]].nonzero().flatten().tolist() == sorted(circle + [second - 1])  # one head: both
+    _, three = focus_masks(dialog, [both], len(dialog), heads=3)
+    assert torch.equal(three[2], keys[0])  # a third head: the first picture again
 
 
 def test_a_broken_frame_trains_without_its_focus(tiny):
@@ -190,3 +216,4 @@ def test_the_focus_loss_needs_eager_attention_and_real_heads(tiny, tmp_path):
     assert focus_heads("0:1, 1:3") == [(0, 1), (1, 3)]
     with pytest.raises(ValueError, match="2 layers of 4 heads"):
         Trainee(tiny[0], cached_features=False, focus_weight=0.3, focus_heads=[(2, 0)])
+

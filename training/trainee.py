@@ -59,16 +59,11 @@ def object_patches(x: float, y: float, r: float, grid: int) -> list[int]:
     return sorted(cells)
 
 
-def focus_masks(dialog: EncodedDialog, focus: list | None, length: int) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """A dialog's focus (records.Sample.focus) -> (queries [length] bool: the positions of each focused turn's
-    question and answer; keys [length, length] bool: what each of them should attend to), or None. A focus entry
-    with no objects points at the picture's SOI vector. Dialogs cut by truncation are left out (their answers
-    and pictures no longer line up with the record's)."""
-    if not focus or dialog.dropped_turns:
-        return None
-    grid = math.isqrt(dialog.num_patches)
-    queries = torch.zeros(length, dtype=torch.bool)
-    keys = torch.zeros(length, length, dtype=torch.bool)
+def _focused_turns(dialog: EncodedDialog, focus: list, heads: int):
+    """-> (span: the positions of a focused turn's question and answer, per head [(SOI position, objects)]) for
+    each focused turn. A turn whose focus names n pictures shares them out among the heads: head h looks at
+    picture h mod n (and, with more pictures than heads, at every picture j with j mod heads = h). One head
+    averaging over the objects of two pictures cannot tell which holds more; two heads, each on one, can."""
     starts, pos, user, answer = dialog.image_positions(), 0, None, 0
     for s in dialog.segments:
         n = s.length(dialog.num_patches)
@@ -77,16 +72,33 @@ def focus_masks(dialog: EncodedDialog, focus: list | None, length: int) -> tuple
         elif s.kind == "text" and s.trained:
             entry = focus[answer] if answer < len(focus) else None
             answer += 1
+            entry = [e for e in entry or () if e["image"] < len(starts)]
             if entry and user is not None:
                 span = slice(user + 1, pos + n - 1)  # question, BOT, answer (whose last token predicts nothing)
-                for e in entry:
-                    if e["image"] >= len(starts):
-                        continue
-                    first = starts[e["image"]]
-                    cells = sorted({c for o in e["objects"] for c in object_patches(*o, grid)})
-                    keys[span, [first + c for c in cells] if cells else [first - 1]] = True  # first - 1: its SOI
-                queries[span] = keys[span].any(-1)
+                yield span, [[(starts[e["image"]] - 1, e["objects"]) for j, e in enumerate(entry)
+                              if head % len(entry) == j or (len(entry) > heads and j % heads == head)]
+                             for head in range(heads)]
         pos += n
+
+
+def focus_masks(dialog: EncodedDialog, focus: list | None, length: int,
+                heads: int = 1) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """A dialog's focus (records.Sample.focus) -> (queries [length] bool: the positions of each focused turn's
+    question and answer; keys [heads, length, length] bool: what each of them should attend to, per focused head),
+    or None. A focus entry with no objects points at the picture's SOI vector (the position before its first
+    image vector). Dialogs cut by truncation are left out (their answers and pictures no longer line up with the
+    record's)."""
+    if not focus or dialog.dropped_turns:
+        return None
+    grid = math.isqrt(dialog.num_patches)
+    queries = torch.zeros(length, dtype=torch.bool)
+    keys = torch.zeros(heads, length, length, dtype=torch.bool)
+    for span, per_head in _focused_turns(dialog, focus, heads):
+        for head, pictures in enumerate(per_head):
+            for soi, objects in pictures:
+                cells = sorted({c for o in objects for c in object_patches(*o, grid)})
+                keys[head, span, [soi + 1 + c for c in cells] if cells else [soi]] = True
+        queries[span] = True
     return (queries, keys) if queries.any() else None
 
 
@@ -146,21 +158,22 @@ class Trainee(nn.Module):
             # -log of the attention mass on the focused vectors, averaged over the focused positions, weighted by
             # the micro-batch's share of the step's answer tokens like the cross-entropy above
             queries, keys = focus
-            terms = [-torch.log((out.attentions[layer][:, head].float() * keys).sum(-1)[queries] + 1e-6).mean()
-                     for layer, head in self.focus_heads]
+            terms = [-torch.log((out.attentions[layer][:, head].float() * keys[:, i]).sum(-1)[queries] + 1e-6).mean()
+                     for i, (layer, head) in enumerate(self.focus_heads)]
             loss = loss + self.focus_weight * batch.trained_tokens * share * torch.stack(terms).mean()
         return loss
 
     def _focus(self, batch: MicroBatch, length: int, device) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """-> (queries [B, T], keys [B, T, T]) of the micro-batch, or None when the loss is off or nothing is
-        focused."""
+        """-> (queries [B, T], keys [B, focused heads, T, T]) of the micro-batch, or None when the loss is off or
+        nothing is focused."""
         if not self.focus_weight or not any(batch.focus):
             return None
-        masks = [focus_masks(d, f, length) for d, f in zip(batch.dialogs, batch.focus, strict=True)]
+        heads = len(self.focus_heads)
+        masks = [focus_masks(d, f, length, heads) for d, f in zip(batch.dialogs, batch.focus, strict=True)]
         if not any(masks):
             return None
         queries = torch.zeros(len(masks), length, dtype=torch.bool)
-        keys = torch.zeros(len(masks), length, length, dtype=torch.bool)
+        keys = torch.zeros(len(masks), heads, length, length, dtype=torch.bool)
         for b, mask in enumerate(masks):
             if mask is not None:
                 queries[b], keys[b] = mask
