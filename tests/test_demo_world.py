@@ -11,7 +11,7 @@ from training.demo_world import language as L
 from training.demo_world import scoring
 from training.demo_world.build import WorldSizes, build
 from training.demo_world.other_programs import draw
-from training.demo_world.scenes import COLOURS, SHAPES, Scene, Shape, random_scene, render
+from training.demo_world.scenes import COLOURS, SHAPES, Scene, Shape, random_scene, render, vision_scene
 from training.demo_world.tasks import EVAL_SKILLS, SKILLS, groups, sample_task
 
 
@@ -133,6 +133,22 @@ def test_photos_sent_one_after_another_are_asked_about_in_turn_and_the_last_answ
         assert sample["expect"]["value"] in (newest.colour, newest.shape)
         assert scoring.is_right(turns[-1][2], sample["expect"])
     assert lengths == {2, 3, 4}
+
+
+def test_the_vision_stage_sees_many_objects_of_one_colour_or_shape():
+    """Drawn at random, four objects of one colour almost never meet: the tower could not learn to count them."""
+    from collections import Counter
+
+    def most_alike(scene, attr):
+        return max(Counter(getattr(o, attr) for o in scene.objects).values())
+
+    rng = random.Random(0)
+    scenes = [vision_scene(rng) for _ in range(1000)]
+    for attr in ("colour", "shape"):
+        alike = Counter(min(most_alike(s, attr), 4) for s in scenes)
+        assert alike[4] >= 30 and alike[3] >= 60, (attr, alike)
+    assert sum(most_alike(s, "colour") >= 4 for s in (random_scene(rng) for _ in range(1000))) < 15
+    assert {len(s.objects) for s in scenes} == {1, 2, 3, 4, 5}
 
 
 def test_captions_list_groups_left_to_right():

@@ -29,13 +29,13 @@ from tqdm import tqdm
 from training.demo_world import language as L
 from training.demo_world.focus import record_focus
 from training.demo_world.questions import ask
-from training.demo_world.scenes import Scene, encode, random_scene, render
+from training.demo_world.scenes import Scene, encode, render, vision_scene
 from training.demo_world.tasks import EVAL_SKILLS, groups, sample_task
 from training.demo_world.variants import GREETED, greeted, named_task
 from training.folders import replaced_atomically
 
 log = logging.getLogger(__name__)
-VERSION = 9  # bump when the generator changes what it draws or says
+VERSION = 10  # bump when the generator changes what it draws or says
 
 
 @dataclass(frozen=True)
@@ -205,7 +205,7 @@ def _write_world(tmp: Path, sizes: WorldSizes, processes: int) -> None:
 
     vision, captions = [], []
     for i in range(sizes.vision):
-        scene = random_scene(rng)
+        scene = vision_scene(rng)
         path = pics.add(scene, f"v{i:06d}", rng, mask=True)
         vision.append({"image": path, "mask": path.rsplit(".", 1)[0] + ".mask.png",
                        "objects": [{"colour": o.colour, "shape": o.shape} for o in scene.objects]})
