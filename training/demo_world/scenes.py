@@ -134,11 +134,10 @@ def random_scene(rng: random.Random, kinds: list[tuple[str, str]] | None = None,
             return Scene(objects, rng.choice(BACKGROUNDS), width, height, rng.randrange(2**31))
 
 
-
 # The share of the vision stage's pictures in which two to five objects share a colour or a shape. Drawn at random,
 # three of one colour are rare and four nearly never there (six colours): the tower, asked how many objects share
-# each patch's colour, answered 3 for a true 4 every time and was right for 3 only 60 % of the time, and the LLM
-# read every count of a colour of three or four one too low (docs/demo-model.md, "Counting what is named").
+# each patch's colour, answered 3 for a true 4 every time and was right for 3 only 60 % of the time; with these
+# pictures 100 % and 67 % (docs/demo-model.md, "Counting what is named").
 SHARED_SCENES = 0.4
 
 
@@ -158,6 +157,7 @@ def vision_scene(rng: random.Random) -> Scene:
     kinds += [(rng.choice(SHAPES), rng.choice(list(COLOURS))) for _ in range(total - alike)]
     rng.shuffle(kinds)
     return random_scene(rng, kinds=kinds)
+
 
 # --- drawing -------------------------------------------------------------------------------------------------
 
