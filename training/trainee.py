@@ -59,11 +59,20 @@ def object_patches(x: float, y: float, r: float, grid: int) -> list[int]:
     return sorted(cells)
 
 
-def _focused_turns(dialog: EncodedDialog, focus: list, heads: int):
-    """-> (span: the positions of a focused turn's question and answer, per head [(SOI position, objects)]) for
-    each focused turn. A turn whose focus names n pictures shares them out among the heads: head h looks at
-    picture h mod n (and, with more pictures than heads, at every picture j with j mod heads = h). One head
-    averaging over the objects of two pictures cannot tell which holds more; two heads, each on one, can."""
+def focus_masks(dialog: EncodedDialog, focus: list | None, length: int,
+                heads: int = 1) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """A dialog's focus (records.Sample.focus) -> (queries [length] bool: the positions of each focused turn's
+    question and answer; keys [heads, length, length] bool: what each focused head should attend to there), or
+    None. A focus entry with no objects points at the picture's SOI vector (the position before its first image
+    vector). A turn whose focus names n pictures shares them out among the heads: head h looks at picture h mod n,
+    and picture j is always looked at by head j mod heads (with more pictures than heads, a head takes several).
+    One head averaging over the objects of two pictures cannot tell which holds more; two heads, each on one, can.
+    Dialogs cut by truncation are left out (their answers and pictures no longer line up with the record's)."""
+    if not focus or dialog.dropped_turns:
+        return None
+    grid = math.isqrt(dialog.num_patches)
+    queries = torch.zeros(length, dtype=torch.bool)
+    keys = torch.zeros(heads, length, length, dtype=torch.bool)
     starts, pos, user, answer = dialog.image_positions(), 0, None, 0
     for s in dialog.segments:
         n = s.length(dialog.num_patches)
@@ -75,30 +84,15 @@ def _focused_turns(dialog: EncodedDialog, focus: list, heads: int):
             entry = [e for e in entry or () if e["image"] < len(starts)]
             if entry and user is not None:
                 span = slice(user + 1, pos + n - 1)  # question, BOT, answer (whose last token predicts nothing)
-                yield span, [[(starts[e["image"]] - 1, e["objects"]) for j, e in enumerate(entry)
-                              if head % len(entry) == j or (len(entry) > heads and j % heads == head)]
-                             for head in range(heads)]
+                for j, e in enumerate(entry):
+                    soi = starts[e["image"]] - 1
+                    cells = sorted({c for o in e["objects"] for c in object_patches(*o, grid)})
+                    where = [soi + 1 + c for c in cells] if cells else [soi]
+                    for head in range(heads):
+                        if head % len(entry) == j or j % heads == head:
+                            keys[head, span, where] = True
+                queries[span] = True
         pos += n
-
-
-def focus_masks(dialog: EncodedDialog, focus: list | None, length: int,
-                heads: int = 1) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """A dialog's focus (records.Sample.focus) -> (queries [length] bool: the positions of each focused turn's
-    question and answer; keys [heads, length, length] bool: what each of them should attend to, per focused head),
-    or None. A focus entry with no objects points at the picture's SOI vector (the position before its first
-    image vector). Dialogs cut by truncation are left out (their answers and pictures no longer line up with the
-    record's)."""
-    if not focus or dialog.dropped_turns:
-        return None
-    grid = math.isqrt(dialog.num_patches)
-    queries = torch.zeros(length, dtype=torch.bool)
-    keys = torch.zeros(heads, length, length, dtype=torch.bool)
-    for span, per_head in _focused_turns(dialog, focus, heads):
-        for head, pictures in enumerate(per_head):
-            for soi, objects in pictures:
-                cells = sorted({c for o in objects for c in object_patches(*o, grid)})
-                keys[head, span, [soi + 1 + c for c in cells] if cells else [soi]] = True
-        queries[span] = True
     return (queries, keys) if queries.any() else None
 
 

@@ -6,10 +6,8 @@ from __future__ import annotations
 import random
 
 from training.demo_world import language as L
-from training.demo_world.scenes import COLOURS, SHAPES
+from training.demo_world.scenes import COLOUR_NAMES, SHAPES
 from training.demo_world.templates import TEXT_ONLY, Q
-
-COLOUR_NAMES = list(COLOURS)
 
 
 def typed(text: str, rng: random.Random, lang: str, lower: float = 0.15, bare: float = 0.1) -> str:

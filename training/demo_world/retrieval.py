@@ -34,9 +34,7 @@ from torch import nn
 from model.dialog import encode_dialog
 from model.vision import clip_geometry
 from training.demo_world import language as L
-from training.demo_world.scenes import COLOURS, SHAPES, random_scene, render
-
-COLOUR_NAMES = list(COLOURS)
+from training.demo_world.scenes import COLOUR_NAMES, SHAPES, random_scene, render
 
 
 @dataclass

@@ -28,6 +28,7 @@ COLOURS = {
     "yellow": ((48, 62), (0.7, 1.0), (0.85, 1.0)), "green": ((95, 145), (0.55, 1.0), (0.45, 0.85)),
     "blue": ((205, 245), (0.6, 1.0), (0.55, 1.0)), "purple": ((268, 305), (0.45, 0.85), (0.45, 0.85)),
 }
+COLOUR_NAMES = list(COLOURS)
 BACKGROUNDS = ("plain", "off-white", "noise", "gradient")
 POSITIONS = ("left", "right", "top", "bottom", "centre")
 # Where an object is placed when a task wants it in one region (unit-square centre ranges: x, y).
@@ -126,7 +127,7 @@ def random_scene(rng: random.Random, kinds: list[tuple[str, str]] | None = None,
                  regions: list[str | None] | None = None, big: bool | None = None) -> Scene:
     """A scene with the given object kinds (or random ones: `n` objects, 1–5 when None)."""
     while True:
-        chosen = kinds or [(rng.choice(SHAPES), rng.choice(list(COLOURS))) for _ in range(n or rng.randint(1, 5))]
+        chosen = kinds or [(rng.choice(SHAPES), rng.choice(COLOUR_NAMES)) for _ in range(n or rng.randint(1, 5))]
         is_big = big if big is not None else (len(chosen) == 1 and rng.random() < 0.3)
         objects = place(rng, chosen, regions, big=is_big)
         if objects is not None:
@@ -149,12 +150,12 @@ def vision_scene(rng: random.Random) -> Scene:
     total = rng.randint(2, 5)
     alike = rng.randint(2, total)
     if rng.random() < 0.5:
-        colour = rng.choice(list(COLOURS))
+        colour = rng.choice(COLOUR_NAMES)
         kinds = [(rng.choice(SHAPES), colour) for _ in range(alike)]
     else:
         shape = rng.choice(SHAPES)
-        kinds = [(shape, rng.choice(list(COLOURS))) for _ in range(alike)]
-    kinds += [(rng.choice(SHAPES), rng.choice(list(COLOURS))) for _ in range(total - alike)]
+        kinds = [(shape, rng.choice(COLOUR_NAMES)) for _ in range(alike)]
+    kinds += [(rng.choice(SHAPES), rng.choice(COLOUR_NAMES)) for _ in range(total - alike)]
     rng.shuffle(kinds)
     return random_scene(rng, kinds=kinds)
 
