@@ -7,16 +7,21 @@ import json
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from model.checkpoint import build_in_memory
 from model.config import preset_config
+from model.dialog import IGNORE
+from model.omnifusion import OmniFusion
 from tests.model_helpers import drawn_image
 from training.config import ConfigError, build_config, focus_heads
 from training.data import DialogDataset, collate
+from training.demo_world.build import WorldSizes, build
 from training.demo_world.focus import record_focus
 from training.demo_world.scenes import Scene, Shape
 from training.records import Sample, load_samples
-from training.trainee import FOCUS_REACH, Trainee, focus_masks, object_patches
+from training.run import main as run_main
+from training.trainee import FOCUS_REACH, CountProbe, Trainee, focus_masks, object_patches
 
 # A red circle on the left, a blue square on the right (unit square, radius 0.1).
 TWO = Scene([Shape("circle", "red", 0.25, 0.5, 0.1), Shape("square", "blue", 0.75, 0.5, 0.1)])
@@ -113,7 +118,7 @@ def test_focus_becomes_the_positions_of_the_question_and_answer_and_the_objects_
     model, root = tiny
     batch = batch_of(model, root)
     dialog = batch.dialogs[0]
-    queries, keys = focus_masks(dialog, batch.focus[0], len(dialog))
+    queries, keys, counts = focus_masks(dialog, batch.focus[0], len(dialog))
     first = dialog.image_positions()[0]
     users = [p for p, s in _positions(dialog) if s.kind == "special" and s.name == "USER"]
     answers = [(p, len(s.ids)) for p, s in _positions(dialog) if s.kind == "text" and s.trained]
@@ -124,6 +129,10 @@ def test_focus_becomes_the_positions_of_the_question_and_answer_and_the_objects_
     # turn 2: nothing green, so the picture's SOI (the position right before its first patch)
     assert keys[0, users[1] + 1].nonzero().flatten().tolist() == [first - 1]
     assert queries.sum() == len(span) + answers[1][0] + answers[1][1] - 1 - (users[1] + 1)
+    # what the count probe reads from BOT on: one circle named, then no green one; nothing in the question
+    bots = [p - 1 for p, _ in answers]
+    assert counts[bots[0]:span[-1] + 1].tolist() == [1] * (span[-1] + 1 - bots[0]) and counts[bots[1]] == 0
+    assert counts[users[0] + 1] == counts[bots[1] - 1] == IGNORE and (counts != IGNORE).sum() < queries.sum()
     # one picture: every focused head looks at it
     assert torch.equal(focus_masks(dialog, batch.focus[0], len(dialog), heads=2)[1], keys.expand(2, -1, -1))
 
@@ -141,14 +150,15 @@ def test_two_pictures_of_one_question_are_shared_out_among_the_heads(tiny):
     dialog = DialogDataset([sample], model.tokenizer, model.config, 512, root)[0]["dialog"]
     first, second = dialog.image_positions()
     circle = [first + c for c in object_patches(0.5, 0.5, 0.25, 6)]
-    queries, keys = focus_masks(dialog, [both], len(dialog), heads=2)
+    queries, keys, counts = focus_masks(dialog, [both], len(dialog), heads=2)
     at = queries.nonzero().flatten().tolist()
     assert at and len(at) == queries.sum()
     assert keys[0, at[0]].nonzero().flatten().tolist() == circle
     assert keys[1, at[0]].nonzero().flatten().tolist() == [second - 1]  # nothing red there: its SOI
-    _, one = focus_masks(dialog, [both], len(dialog), heads=1)
+    assert set(counts[at].tolist()) == {IGNORE, 1}  # the count of head 0's picture
+    _, one, _ = focus_masks(dialog, [both], len(dialog), heads=1)
     assert one[0, at[0]].nonzero().flatten().tolist() == sorted(circle + [second - 1])  # one head: both
-    _, three = focus_masks(dialog, [both], len(dialog), heads=3)
+    _, three, _ = focus_masks(dialog, [both], len(dialog), heads=3)
     assert torch.equal(three[2], keys[0])  # a third head: the first picture again
 
 
@@ -217,3 +227,65 @@ def test_the_focus_loss_needs_eager_attention_and_real_heads(tiny, tmp_path):
     with pytest.raises(ValueError, match="2 layers of 4 heads"):
         Trainee(tiny[0], cached_features=False, focus_weight=0.3, focus_heads=[(2, 0)])
 
+
+
+def probe_loss(trainee, batch) -> float:
+    """The count probe's part of the loss alone (eval mode: no dropout)."""
+    trainee.eval()
+    with torch.no_grad():
+        with_probe = trainee(batch).item()
+        weight, trainee.count_weight = trainee.count_weight, 0.0
+        without = trainee(batch).item()
+        trainee.count_weight = weight
+    trainee.train()
+    return (with_probe - without) / weight
+
+
+def test_the_count_probe_makes_the_llm_carry_the_named_count(tiny):
+    """The probe held fixed: only the LLM (and adapter) can lower its loss, by putting the count the focus names
+    (one circle in turn 1, no green shape in turn 2) into the last hidden state. The answers alone do not."""
+    model, root = tiny
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    batch = batch_of(model, root)
+    results = {}
+    for weight in (1.0, 0.0):
+        model.load_state_dict(start)
+        probe = CountProbe(model.llm.config.hidden_size, seed=3).requires_grad_(False)
+        trainee = Trainee(model, cached_features=False, count_probe=probe, count_weight=1.0)
+        before = probe_loss(trainee, batch)
+        trainee.count_weight = weight
+        optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=3e-3)
+        for _ in range(30):
+            optimizer.zero_grad()
+            trainee(batch).backward()
+            optimizer.step()
+        trainee.count_weight = 1.0
+        results[weight] = (before, probe_loss(trainee, batch))
+    (before, after), (_, untrained) = results[1.0], results[0.0]
+    assert before > 0.5 and after < 0.1 * before and untrained > 0.5 * before, results
+    model.load_state_dict(start)
+
+
+@pytest.mark.slow
+def test_the_count_probe_trains_beside_the_model_and_resumes_exactly(tmp_path):
+    world = build(tmp_path / "world", WorldSizes(vision=4, stage1=4, stage2=16, eval=2, other=2, text=8, seed=1),
+                  processes=1)
+    init = tmp_path / "init"
+    build_in_memory(preset_config("tiny").replace(seed=42), device="cpu").save_pretrained(init)
+
+    def run(out, *extra):
+        assert run_main(["--stage", "2", "--init_from", str(init), "--data", str(world / "stage2.json"),
+                         "--output_dir", str(out), "--batch_size", "8", "--micro_batch_size", "4", "--max_steps",
+                         "4", "--num_workers", "0", "--save_every", "2", "--gradient_checkpointing", "false",
+                         "--attention", "eager", "--focus_weight", "1", "--count_weight", "1", *extra]) == 0
+
+    run(tmp_path / "straight")
+    run(tmp_path / "cut", "--stop_at", "2")
+    run(tmp_path / "cut", "--resume", "latest")
+    first = load_file(str(tmp_path / "cut" / "step-000002" / CountProbe.FILE))
+    straight, resumed = (load_file(str(tmp_path / f / CountProbe.FILE)) for f in ("straight", "cut"))
+    assert not torch.equal(first["weight"], straight["weight"]), "the probe must learn"
+    assert all(torch.equal(straight[k], resumed[k]) for k in straight), "a resumed run must equal the straight one"
+    # The model is the model alone: it loads and serves without the probe.
+    model = OmniFusion.from_pretrained(tmp_path / "straight", device="cpu")
+    assert not any("probe" in k for k in model.state_dict())

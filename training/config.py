@@ -121,6 +121,10 @@ class TrainConfig:
     question is about (or to the picture's SOI where none is there). 0 = off. Needs attention: eager."""
     focus_heads: str = "0:0,1:0"
     """The heads the focus loss trains, as layer:head pairs ("0:0,1:0": head 0 of the first two layers)."""
+    count_weight: float = 0.0
+    """Weight of the count probe's loss (stage 2): a linear layer, trained alongside and then thrown away, reads
+    from the LLM's last hidden state at each focused position how many objects the focus names (0 to 5 or more;
+    training/trainee.py, CountProbe). Needs records with a "focus". 0 = off."""
     frozen_dtype: Literal["auto", "bf16", "fp32"] = "auto"
     """dtype of frozen weights (CLIP; the LLM in stage 1): auto = bf16 on CUDA (fp32 under FSDP), else fp32."""
     gradient_checkpointing: bool = True
@@ -211,8 +215,7 @@ def focus_heads(text: str) -> list[tuple[int, int]]:
 
 def _check_values(c: TrainConfig) -> list[str]:
     p = []
-    if c.focus_weight < 0:
-        p.append(f"focus_weight: must be >= 0, got {c.focus_weight}")
+    p += [f"{k}: must be >= 0, got {getattr(c, k)}" for k in ("focus_weight", "count_weight") if getattr(c, k) < 0]
     try:
         focus_heads(c.focus_heads)
     except ValueError as exc:

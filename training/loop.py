@@ -34,7 +34,7 @@ from training.feature_store import fill_cache
 from training.optim import build_optimizer, build_scheduler
 from training.records import DataReport, load_samples
 from training.sampler import StepBatches
-from training.trainee import Trainee, freeze_for_stage
+from training.trainee import CountProbe, Trainee, freeze_for_stage
 from training.training_log import StepMeter, TrainingLog
 from training.vision_stage import (
     HEADS_FILE,
@@ -142,6 +142,15 @@ def _load_vision_data(cfg: TrainConfig, model, accelerator) -> tuple[VisionDatas
     return dataset, upfront, heads.to(accelerator.device)
 
 
+def _count_probe(cfg: TrainConfig, hidden: int) -> CountProbe | None:
+    """The count probe when asked for: the checkpoint's when resuming, else a new one seeded by the run's seed."""
+    if not cfg.count_weight:
+        return None
+    if cfg.resume and (Path(cfg.resume) / CountProbe.FILE).is_file():
+        return CountProbe.load(Path(cfg.resume), hidden)
+    return CountProbe(hidden, cfg.seed)
+
+
 def _optimizer_step(batches, accumulation: int, wrapped, optimizer, scheduler, accelerator, cfg: TrainConfig,
                     runtime: DataReport) -> dict:
     """One optimizer step: forward -> loss -> backward (x accumulation) -> clip -> step -> schedule."""
@@ -185,9 +194,10 @@ def train(cfg: TrainConfig, model=None) -> TrainResult:
         trainee, extra, collate_fn = VisionTrainee(model, heads), {"heads": heads}, collate_vision
     else:
         dataset, upfront = _load_data(cfg, model, accelerator)
+        probe = _count_probe(cfg, model.llm.config.hidden_size)
         trainee = Trainee(model, cached_features=dataset.features is not None, focus_weight=cfg.focus_weight,
-                          focus_heads=focus_heads(cfg.focus_heads))
-        extra, collate_fn = None, collate
+                          focus_heads=focus_heads(cfg.focus_heads), count_probe=probe, count_weight=cfg.count_weight)
+        extra, collate_fn = {"count_probe": probe.to(accelerator.device)} if probe else None, collate
     if cfg.batch_size % (cfg.micro_batch_size * world):
         raise ValueError(f"batch_size {cfg.batch_size} is not a multiple of micro_batch_size "
                          f"{cfg.micro_batch_size} x {world} processes")

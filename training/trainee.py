@@ -8,9 +8,12 @@ they wrap: calling `model.adapter` and `model.llm` one by one from the loop woul
 from __future__ import annotations
 
 import math
+from pathlib import Path
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from model.dialog import IGNORE, EncodedDialog
@@ -59,11 +62,15 @@ def object_patches(x: float, y: float, r: float, grid: int) -> list[int]:
     return sorted(cells)
 
 
-def focus_masks(dialog: EncodedDialog, focus: list | None, length: int,
-                heads: int = 1) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """A dialog's focus (records.Sample.focus) -> (queries [length] bool: the positions of each focused turn's
-    question and answer; keys [heads, length, length] bool: what each focused head should attend to there), or
-    None. A focus entry with no objects points at the picture's SOI vector (the position before its first image
+class FocusMasks(NamedTuple):
+    queries: torch.Tensor  # [..., T] bool: the positions of each focused turn's question and answer
+    keys: torch.Tensor  # [..., heads, T, T] bool: what each focused head should attend to there
+    counts: torch.Tensor  # [..., T] long: how many objects the turn names in head 0's picture (capped) at its
+    # BOT and answer positions, IGNORE elsewhere (the question's first words cannot know it yet)
+
+
+def focus_masks(dialog: EncodedDialog, focus: list | None, length: int, heads: int = 1) -> FocusMasks | None:
+    """A dialog's focus (records.Sample.focus) -> its FocusMasks (queries, keys, counts), or None. A focus entry with no objects points at the picture's SOI vector (the position before its first image
     vector). A turn whose focus names n pictures shares them out among the heads: head h looks at picture h mod n,
     and picture j is always looked at by head j mod heads (with more pictures than heads, a head takes several).
     One head averaging over the objects of two pictures cannot tell which holds more; two heads, each on one, can.
@@ -73,11 +80,14 @@ def focus_masks(dialog: EncodedDialog, focus: list | None, length: int,
     grid = math.isqrt(dialog.num_patches)
     queries = torch.zeros(length, dtype=torch.bool)
     keys = torch.zeros(heads, length, length, dtype=torch.bool)
-    starts, pos, user, answer = dialog.image_positions(), 0, None, 0
+    counts = torch.full((length,), IGNORE, dtype=torch.long)
+    starts, pos, user, bot, answer = dialog.image_positions(), 0, None, None, 0
     for s in dialog.segments:
         n = s.length(dialog.num_patches)
         if s.kind == "special" and s.name == "USER":
             user = pos
+        elif s.kind == "special" and s.name == "BOT":
+            bot = pos
         elif s.kind == "text" and s.trained:
             entry = focus[answer] if answer < len(focus) else None
             answer += 1
@@ -92,17 +102,46 @@ def focus_masks(dialog: EncodedDialog, focus: list | None, length: int,
                         if head % len(entry) == j or j % heads == head:
                             keys[head, span, where] = True
                 queries[span] = True
+                counts[bot:span.stop] = min(len(entry[0]["objects"]), CountProbe.LARGEST)
         pos += n
-    return (queries, keys) if queries.any() else None
+    return FocusMasks(queries, keys, counts) if queries.any() else None
+
+
+class CountProbe(nn.Linear):
+    """Training only: reads, from the LLM's last hidden state at a focused turn's BOT and answer, how many objects
+    the focus names in head 0's picture ("How many red shapes?": the red ones; "What colour is the circle?": one), as one
+    of 0 .. LARGEST ("LARGEST or more"). The answer has to say that number; the probe makes the hidden state
+    carry it at every position of the turn, where the two-block LLM otherwise read a named colour's count one too
+    low. Thrown away after training: saved beside a checkpoint only so that `--resume` goes on with it."""
+
+    LARGEST = 5
+    FILE = "count_probe.safetensors"
+
+    def __init__(self, hidden: int, seed: int = 0):
+        with torch.random.fork_rng(devices=[]):  # its init must not shift the run's random stream
+            torch.manual_seed(seed)
+            super().__init__(hidden, self.LARGEST + 1)
+
+    def save(self, folder: Path) -> None:
+        save_file({k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()},
+                  str(Path(folder) / self.FILE))
+
+    @classmethod
+    def load(cls, folder: Path, hidden: int) -> CountProbe:
+        probe = cls(hidden)
+        probe.load_state_dict(load_file(str(Path(folder) / cls.FILE)))
+        return probe
 
 
 class Trainee(nn.Module):
     def __init__(self, model: OmniFusion, cached_features: bool, focus_weight: float = 0.0,
-                 focus_heads: list[tuple[int, int]] = ((0, 0),)):
+                 focus_heads: list[tuple[int, int]] = ((0, 0),), count_probe: CountProbe | None = None,
+                 count_weight: float = 0.0):
         super().__init__()
         self.model = model
         self.cached_features = cached_features  # batches carry CLIP features [n, N, W], not pixels
         self.focus_weight, self.focus_heads = focus_weight, list(focus_heads)
+        self.count_probe, self.count_weight = count_probe, count_weight if count_probe is not None else 0.0
         if focus_weight:
             layers, heads = model.llm.config.num_hidden_layers, model.llm.config.num_attention_heads
             wrong = [f"{a}:{b}" for a, b in self.focus_heads if a >= layers or b >= heads]
@@ -140,7 +179,8 @@ class Trainee(nn.Module):
         # demo world's), and the LM head with its softmax over the vocabulary at every other position is work
         # and memory thrown away. Mistral's logits are lm_head(final hidden state), nothing more.
         focus = self._focus(batch, padded["inputs_embeds"].shape[1], padded["inputs_embeds"].device)
-        out = m.llm.get_decoder()(**padded, use_cache=False, output_attentions=focus is not None)
+        out = m.llm.get_decoder()(**padded, use_cache=False,
+                                  output_attentions=focus is not None and bool(self.focus_weight))
         hidden = out.last_hidden_state[:, :-1]  # [B, T-1, H]
         trained = targets != IGNORE
         logits = m.llm.get_output_embeddings()(hidden[trained])  # [n, V]
@@ -148,19 +188,23 @@ class Trainee(nn.Module):
         loss = F.cross_entropy(logits.float(), targets[trained], reduction="sum")
         share = 1 / (num_items if num_items is not None else batch.trained_tokens)
         loss = loss * share
-        if focus is not None:
+        if focus is not None and self.focus_weight:
             # -log of the attention mass on the focused vectors, averaged over the focused positions, weighted by
             # the micro-batch's share of the step's answer tokens like the cross-entropy above
-            queries, keys = focus
-            terms = [-torch.log((out.attentions[layer][:, head].float() * keys[:, i]).sum(-1)[queries] + 1e-6).mean()
-                     for i, (layer, head) in enumerate(self.focus_heads)]
+            terms = [-torch.log((out.attentions[layer][:, head].float() * focus.keys[:, i]).sum(-1)[focus.queries]
+                                + 1e-6).mean() for i, (layer, head) in enumerate(self.focus_heads)]
             loss = loss + self.focus_weight * batch.trained_tokens * share * torch.stack(terms).mean()
+        if focus is not None and self.count_weight:
+            # the probe's cross-entropy at the focused turns' BOT and answers, weighted the same way
+            at = focus.counts != IGNORE
+            term = F.cross_entropy(self.count_probe(out.last_hidden_state[at].float()), focus.counts[at])
+            loss = loss + self.count_weight * batch.trained_tokens * share * term
         return loss
 
-    def _focus(self, batch: MicroBatch, length: int, device) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """-> (queries [B, T], keys [B, focused heads, T, T]) of the micro-batch, or None when the loss is off or
-        nothing is focused."""
-        if not self.focus_weight or not any(batch.focus):
+    def _focus(self, batch: MicroBatch, length: int, device) -> FocusMasks | None:
+        """-> the micro-batch's FocusMasks (queries [B, T], keys [B, focused heads, T, T], counts [B, T]), or None
+        when neither the focus loss nor the count probe is on, or nothing is focused."""
+        if not (self.focus_weight or self.count_weight) or not any(batch.focus):
             return None
         heads = len(self.focus_heads)
         masks = [focus_masks(d, f, length, heads) for d, f in zip(batch.dialogs, batch.focus, strict=True)]
@@ -168,7 +212,8 @@ class Trainee(nn.Module):
             return None
         queries = torch.zeros(len(masks), length, dtype=torch.bool)
         keys = torch.zeros(len(masks), heads, length, length, dtype=torch.bool)
+        counts = torch.full((len(masks), length), IGNORE, dtype=torch.long)
         for b, mask in enumerate(masks):
             if mask is not None:
-                queries[b], keys[b] = mask
-        return queries.to(device), keys.to(device)
+                queries[b], keys[b], counts[b] = mask
+        return FocusMasks(queries.to(device), keys.to(device), counts.to(device))
