@@ -123,8 +123,8 @@ class TrainConfig:
     """The heads the focus loss trains, as layer:head pairs ("0:0,1:0": head 0 of the first two layers)."""
     count_weight: float = 0.0
     """Weight of the count probe's loss (stage 2): a linear layer, trained alongside and then thrown away, reads
-    from the LLM's last hidden state at each focused position how many objects the focus names (0 to 5 or more;
-    training/trainee.py, CountProbe). Needs records with a "focus". 0 = off."""
+    from the LLM's last hidden state, at each focused turn's BOT and answer, how many objects the focus names (0
+    to 5 or more; training/trainee.py, CountProbe). Needs records with a "focus". 0 = off."""
     frozen_dtype: Literal["auto", "bf16", "fp32"] = "auto"
     """dtype of frozen weights (CLIP; the LLM in stage 1): auto = bf16 on CUDA (fp32 under FSDP), else fp32."""
     gradient_checkpointing: bool = True

@@ -197,7 +197,7 @@ def train(cfg: TrainConfig, model=None) -> TrainResult:
         probe = _count_probe(cfg, model.llm.config.hidden_size)
         trainee = Trainee(model, cached_features=dataset.features is not None, focus_weight=cfg.focus_weight,
                           focus_heads=focus_heads(cfg.focus_heads), count_probe=probe, count_weight=cfg.count_weight)
-        extra, collate_fn = {"count_probe": probe.to(accelerator.device)} if probe else None, collate
+        extra, collate_fn = {"count_probe": probe.to(accelerator.device)} if probe is not None else None, collate
     if cfg.batch_size % (cfg.micro_batch_size * world):
         raise ValueError(f"batch_size {cfg.batch_size} is not a multiple of micro_batch_size "
                          f"{cfg.micro_batch_size} x {world} processes")

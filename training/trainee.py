@@ -70,11 +70,12 @@ class FocusMasks(NamedTuple):
 
 
 def focus_masks(dialog: EncodedDialog, focus: list | None, length: int, heads: int = 1) -> FocusMasks | None:
-    """A dialog's focus (records.Sample.focus) -> its FocusMasks (queries, keys, counts), or None. A focus entry with no objects points at the picture's SOI vector (the position before its first image
-    vector). A turn whose focus names n pictures shares them out among the heads: head h looks at picture h mod n,
-    and picture j is always looked at by head j mod heads (with more pictures than heads, a head takes several).
-    One head averaging over the objects of two pictures cannot tell which holds more; two heads, each on one, can.
-    Dialogs cut by truncation are left out (their answers and pictures no longer line up with the record's)."""
+    """A dialog's focus (records.Sample.focus) -> its FocusMasks (queries, keys, counts), or None. A focus entry
+    with no objects points at the picture's SOI vector (the position before its first image vector). A turn whose
+    focus names n pictures shares them out among the heads: head h looks at picture h mod n, and picture j is
+    always looked at by head j mod heads (with more pictures than heads, a head takes several). One head averaging
+    over the objects of two pictures cannot tell which holds more; two heads, each on one, can. Dialogs cut by
+    truncation are left out (their answers and pictures no longer line up with the record's)."""
     if not focus or dialog.dropped_turns:
         return None
     grid = math.isqrt(dialog.num_patches)
@@ -109,10 +110,10 @@ def focus_masks(dialog: EncodedDialog, focus: list | None, length: int, heads: i
 
 class CountProbe(nn.Linear):
     """Training only: reads, from the LLM's last hidden state at a focused turn's BOT and answer, how many objects
-    the focus names in head 0's picture ("How many red shapes?": the red ones; "What colour is the circle?": one), as one
-    of 0 .. LARGEST ("LARGEST or more"). The answer has to say that number; the probe makes the hidden state
-    carry it at every position of the turn, where the two-block LLM otherwise read a named colour's count one too
-    low. Thrown away after training: saved beside a checkpoint only so that `--resume` goes on with it."""
+    the focus names in head 0's picture ("How many red shapes?": the red ones; "What colour is the circle?": one),
+    as one of 0 .. LARGEST ("LARGEST or more"). The answer has to say that number; the probe's gradient makes the
+    hidden state carry it from BOT on, where the two-block LLM otherwise read a named colour's count one too low.
+    Thrown away after training: saved beside a checkpoint only so that `--resume` goes on with it."""
 
     LARGEST = 5
     FILE = "count_probe.safetensors"
@@ -197,8 +198,9 @@ class Trainee(nn.Module):
         if focus is not None and self.count_weight:
             # the probe's cross-entropy at the focused turns' BOT and answers, weighted the same way
             at = focus.counts != IGNORE
-            term = F.cross_entropy(self.count_probe(out.last_hidden_state[at].float()), focus.counts[at])
-            loss = loss + self.count_weight * batch.trained_tokens * share * term
+            if at.any():  # a mean over no positions would be NaN
+                term = F.cross_entropy(self.count_probe(out.last_hidden_state[at].float()), focus.counts[at])
+                loss = loss + self.count_weight * batch.trained_tokens * share * term
         return loss
 
     def _focus(self, batch: MicroBatch, length: int, device) -> FocusMasks | None:
