@@ -180,39 +180,49 @@ def _positions(dialog):
         pos += s.length(dialog.num_patches)
 
 
-def focus_term(trainee, batch) -> float:
-    """The focus part of the loss alone: the same batch with and without it (eval mode: no dropout)."""
+def loss_part(trainee, batch, weight_name: str) -> float:
+    """One part of the loss alone (`focus_weight` or `count_weight`): the same batch with and without it (eval mode:
+    no dropout)."""
     trainee.eval()
+    weight = getattr(trainee, weight_name)
     with torch.no_grad():
-        with_focus = trainee(batch).item()
-        weight, trainee.focus_weight = trainee.focus_weight, 0.0
+        whole = trainee(batch).item()
+        setattr(trainee, weight_name, 0.0)
         without = trainee(batch).item()
-        trainee.focus_weight = weight
+    setattr(trainee, weight_name, weight)
     trainee.train()
-    return (with_focus - without) / weight
+    return (whole - without) / weight
 
 
-def test_the_focus_loss_moves_the_heads_it_names(tiny):
+def trained_with_and_without(tiny, weight_name: str, make_trainee) -> dict:
+    """{1.0: (the part before, after 30 steps trained with it), 0.0: (before, after 30 steps trained without it)};
+    the model is restored afterwards."""
     model, root = tiny
     start = {k: v.clone() for k, v in model.state_dict().items()}
+    batch = batch_of(model, root)
     results = {}
     for weight in (1.0, 0.0):
         model.load_state_dict(start)
-        trainee = Trainee(model, cached_features=False, focus_weight=weight or 1.0, focus_heads=[(1, 0)])
-        batch = batch_of(model, root)
-        before = focus_term(trainee, batch)
-        trainee.focus_weight = weight
+        trainee = make_trainee(model)
+        before = loss_part(trainee, batch, weight_name)
+        setattr(trainee, weight_name, weight)
         optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=3e-3)
         for _ in range(30):
             optimizer.zero_grad()
             trainee(batch).backward()
             optimizer.step()
-        trainee.focus_weight = 1.0
-        results[weight] = (before, focus_term(trainee, batch))
+        setattr(trainee, weight_name, 1.0)
+        results[weight] = (before, loss_part(trainee, batch, weight_name))
+    model.load_state_dict(start)
+    return results
+
+
+def test_the_focus_loss_moves_the_heads_it_names(tiny):
+    results = trained_with_and_without(tiny, "focus_weight", lambda model: Trainee(
+        model, cached_features=False, focus_weight=1.0, focus_heads=[(1, 0)]))
     (before, after), (_, unfocused) = results[1.0], results[0.0]
     # -log(attention mass on the focus): about log(sequence / focused vectors) at the start
     assert before > 1.5 and after < 0.3 * before and unfocused > 0.6 * before, results
-    model.load_state_dict(start)
 
 
 def test_the_focus_loss_needs_eager_attention_and_real_heads(tiny, tmp_path):
@@ -228,42 +238,14 @@ def test_the_focus_loss_needs_eager_attention_and_real_heads(tiny, tmp_path):
         Trainee(tiny[0], cached_features=False, focus_weight=0.3, focus_heads=[(2, 0)])
 
 
-
-def probe_loss(trainee, batch) -> float:
-    """The count probe's part of the loss alone (eval mode: no dropout)."""
-    trainee.eval()
-    with torch.no_grad():
-        with_probe = trainee(batch).item()
-        weight, trainee.count_weight = trainee.count_weight, 0.0
-        without = trainee(batch).item()
-        trainee.count_weight = weight
-    trainee.train()
-    return (with_probe - without) / weight
-
-
 def test_the_count_probe_makes_the_llm_carry_the_named_count(tiny):
     """The probe held fixed: only the LLM (and adapter) can lower its loss, by putting the count the focus names
     (one circle in turn 1, no green shape in turn 2) into the last hidden state. The answers alone do not."""
-    model, root = tiny
-    start = {k: v.clone() for k, v in model.state_dict().items()}
-    batch = batch_of(model, root)
-    results = {}
-    for weight in (1.0, 0.0):
-        model.load_state_dict(start)
-        probe = CountProbe(model.llm.config.hidden_size, seed=3).requires_grad_(False)
-        trainee = Trainee(model, cached_features=False, count_probe=probe, count_weight=1.0)
-        before = probe_loss(trainee, batch)
-        trainee.count_weight = weight
-        optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=3e-3)
-        for _ in range(30):
-            optimizer.zero_grad()
-            trainee(batch).backward()
-            optimizer.step()
-        trainee.count_weight = 1.0
-        results[weight] = (before, probe_loss(trainee, batch))
+    results = trained_with_and_without(tiny, "count_weight", lambda model: Trainee(
+        model, cached_features=False, count_weight=1.0,
+        count_probe=CountProbe(model.llm.config.hidden_size, seed=3).requires_grad_(False)))
     (before, after), (_, untrained) = results[1.0], results[0.0]
     assert before > 0.5 and after < 0.1 * before and untrained > 0.5 * before, results
-    model.load_state_dict(start)
 
 
 @pytest.mark.slow
