@@ -53,10 +53,8 @@ def _save_model(accelerator, wrapped, folder: Path) -> None:
     if accelerator.distributed_type not in SHARDED:
         if accelerator.is_main_process:
             model.save_pretrained(folder)
-            if hasattr(trainee, "heads"):  # the vision stage's heads: not part of the model, kept to resume
-                trainee.heads.save(folder)
-            if getattr(trainee, "count_probe", None) is not None:  # stage 2's count probe: the same
-                trainee.count_probe.save(folder)
+            for module in trainee.extras().values():  # not part of the model (the vision stage's heads, the
+                module.save(folder)  # count probe): kept beside it so that a resumed run goes on with them
         return
     # Sharded weights: gather a full state dict (a collective: every process takes part), then process 0
     # writes the same files as save_pretrained. UNTESTED here (no multi-GPU machine); see docs/training.md.

@@ -191,13 +191,14 @@ def train(cfg: TrainConfig, model=None) -> TrainResult:
     model, parts = prepare_model(cfg, accelerator, model)
     if cfg.stage == "vision":
         dataset, upfront, heads = _load_vision_data(cfg, model, accelerator)
-        trainee, extra, collate_fn = VisionTrainee(model, heads), {"heads": heads}, collate_vision
+        trainee, collate_fn = VisionTrainee(model, heads), collate_vision
     else:
         dataset, upfront = _load_data(cfg, model, accelerator)
         probe = _count_probe(cfg, model.llm.config.hidden_size)
         trainee = Trainee(model, cached_features=dataset.features is not None, focus_weight=cfg.focus_weight,
-                          focus_heads=focus_heads(cfg.focus_heads), count_probe=probe, count_weight=cfg.count_weight)
-        extra, collate_fn = {"count_probe": probe.to(accelerator.device)} if probe is not None else None, collate
+                          focus_heads=focus_heads(cfg.focus_heads), count_weight=cfg.count_weight,
+                          count_probe=None if probe is None else probe.to(accelerator.device))
+        collate_fn = collate
     if cfg.batch_size % (cfg.micro_batch_size * world):
         raise ValueError(f"batch_size {cfg.batch_size} is not a multiple of micro_batch_size "
                          f"{cfg.micro_batch_size} x {world} processes")
@@ -211,7 +212,7 @@ def train(cfg: TrainConfig, model=None) -> TrainResult:
                  cfg.micro_batch_size, accelerator.device.type,
                  "bf16 autocast" if accelerator.mixed_precision == "bf16" else "fp32")
 
-    optimizer = build_optimizer(model, parts, cfg, extra)
+    optimizer = build_optimizer(model, parts, cfg, trainee.extras())
     wrapped, optimizer = accelerator.prepare(trainee, optimizer)
     scheduler = build_scheduler(optimizer, total, cfg)
     step, samples_seen, runtime = 0, 0, DataReport()

@@ -26,8 +26,8 @@ def param_groups(modules: dict, cfg: TrainConfig) -> list[dict]:
 
 
 def build_optimizer(model, parts: list[str], cfg: TrainConfig, extra: dict | None = None) -> torch.optim.Optimizer:
-    """The optimizer of the model's trained `parts`, plus `extra` modules trained alongside (the vision
-    stage's heads)."""
+    """The optimizer of the model's trained `parts`, plus `extra` modules trained alongside (a trainee's
+    `extras()`: the vision stage's heads, stage 2's count probe)."""
     groups = param_groups({part: getattr(model, part) for part in parts} | (extra or {}), cfg)
     if cfg.optimizer == "adamw":
         return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2))

@@ -69,6 +69,11 @@ class FocusMasks(NamedTuple):
     # BOT and answer positions, IGNORE elsewhere (the question's first words cannot know it yet)
 
 
+def focus_cells(objects: list, grid: int) -> list[int]:
+    """The patches a focus entry's objects ([x, y, r] each) hold, in row-major order."""
+    return sorted({c for o in objects for c in object_patches(*o, grid)})
+
+
 def focus_masks(dialog: EncodedDialog, focus: list | None, length: int, heads: int = 1) -> FocusMasks | None:
     """A dialog's focus (records.Sample.focus) -> its FocusMasks (queries, keys, counts), or None. A focus entry
     with no objects points at the picture's SOI vector (the position before its first image vector). A turn whose
@@ -97,7 +102,7 @@ def focus_masks(dialog: EncodedDialog, focus: list | None, length: int, heads: i
                 span = slice(user + 1, pos + n - 1)  # question, BOT, answer (whose last token predicts nothing)
                 for j, e in enumerate(entry):
                     soi = starts[e["image"]] - 1
-                    cells = sorted({c for o in e["objects"] for c in object_patches(*o, grid)})
+                    cells = focus_cells(e["objects"], grid)
                     where = [soi + 1 + c for c in cells] if cells else [soi]
                     for head in range(heads):
                         if head % len(entry) == j or j % heads == head:
@@ -148,6 +153,10 @@ class Trainee(nn.Module):
             wrong = [f"{a}:{b}" for a, b in self.focus_heads if a >= layers or b >= heads]
             if wrong:
                 raise ValueError(f"focus_heads {', '.join(wrong)}: the LLM has {layers} layers of {heads} heads")
+
+    def extras(self) -> dict[str, nn.Module]:
+        """Modules trained beside the model: optimized with it, saved beside its checkpoints, then thrown away."""
+        return {} if self.count_probe is None else {"count_probe": self.count_probe}
 
     def forward(self, batch: MicroBatch, num_items: int | None = None) -> torch.Tensor:
         """-> cross-entropy over the answer tokens of the micro-batch: their mean, or with `num_items` their sum

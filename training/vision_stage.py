@@ -285,6 +285,10 @@ class VisionTrainee(nn.Module):
         super().__init__()
         self.model, self.heads = model, heads
 
+    def extras(self) -> dict[str, nn.Module]:
+        """Modules trained beside the model: optimized with it, saved beside its checkpoints, then thrown away."""
+        return {"heads": self.heads}
+
     def forward(self, batch: VisionBatch, num_items: int | None = None) -> torch.Tensor:
         if batch.pixels is None:
             return sum(p.sum() for p in self.parameters() if p.requires_grad) * 0.0

@@ -23,15 +23,15 @@ import random
 import sys
 
 import torch
-from torch import nn
 
 from model.dialog import encode_dialog
 from model.serving.engine import SamplingParams, generate
 from training.demo_world import scoring
 from training.demo_world.focus import turn_focus
+from training.demo_world.retrieval import linear_probe
 from training.demo_world.scenes import Scene, render
 from training.demo_world.tasks import count_task
-from training.trainee import CountProbe, object_patches
+from training.trainee import CountProbe, focus_cells
 
 
 def cases(n: int, seed: int) -> list[tuple[Scene, str, int]]:
@@ -62,7 +62,7 @@ def readings(model, items: list[tuple[Scene, str, int]], answer: bool = True) ->
                 vectors = model.adapter(tower[None].to(next(model.adapter.parameters()).dtype))  # [1, N, H]
                 grid = round(tower.shape[0] ** 0.5)
                 named = turn_focus(question, [scene], [0])[0]["objects"]
-                cells = sorted({c for o in named for c in object_patches(*o, grid)})
+                cells = focus_cells(named, grid)
                 messages = [{"role": "user", "content": [{"type": "image", "key": "0"},
                                                          {"type": "text", "text": question}]}]
                 embed, _ = model.embed_dialog(encode_dialog(messages, model.tokenizer, model.config),
@@ -86,20 +86,9 @@ def readings(model, items: list[tuple[Scene, str, int]], answer: bool = True) ->
     return {k: torch.stack(v) for k, v in found.items()}, answers
 
 
-def linear_probe(x: torch.Tensor, counts: torch.Tensor, train: float = 0.7, steps: int = 600, seed: int = 0) -> float:
-    """Held-out accuracy of a linear classifier of the count (0 .. CountProbe.LARGEST), standardised inputs."""
-    cut = int(train * len(x))
-    mean, std = x[:cut].mean(0), x[:cut].std(0) + 1e-5
-    x = (x - mean) / std
-    torch.manual_seed(seed)
-    probe = nn.Linear(x.shape[1], CountProbe.LARGEST + 1)
-    optimizer = torch.optim.Adam(probe.parameters(), lr=1e-2, weight_decay=1e-3)
-    for _ in range(steps):
-        optimizer.zero_grad()
-        nn.functional.cross_entropy(probe(x[:cut]), counts[:cut]).backward()
-        optimizer.step()
-    with torch.no_grad():
-        return (probe(x[cut:]).argmax(-1) == counts[cut:]).float().mean().item()
+def count_probe(x: torch.Tensor, counts: torch.Tensor, steps: int = 600) -> float:
+    """Held-out accuracy of a linear probe of the count (0 .. CountProbe.LARGEST) trained on 70 % of the rows."""
+    return linear_probe(x, counts, int(0.7 * len(x)), CountProbe.LARGEST + 1, steps)
 
 
 def measure(model, n: int = 1500, seed: int = 7) -> dict[str, float]:
@@ -107,7 +96,7 @@ def measure(model, n: int = 1500, seed: int = 7) -> dict[str, float]:
     items = cases(n, seed)
     found, answers = readings(model, items)
     counts = torch.tensor([min(c, CountProbe.LARGEST) for _, _, c in items])
-    result = {k: linear_probe(v, counts) for k, v in found.items()}
+    result = {k: count_probe(v, counts) for k, v in found.items()}
     result["answers"] = sum(scoring.is_right(a, {"kind": "count", "value": c})
                             for a, (_, _, c) in zip(answers, items, strict=True)) / len(items)
     return result

@@ -156,23 +156,24 @@ def look(model, cases: list[Case]) -> dict:
             "colour_first": right / len(cases), "hidden": torch.stack(hidden)}
 
 
+def linear_probe(x: torch.Tensor, labels: torch.Tensor, train: int, classes: int, steps: int = 300) -> float:
+    """Held-out accuracy of a linear probe (standardised inputs, a little L2) trained on the first `train` rows."""
+    x = (x - x[:train].mean(0)) / (x[:train].std(0) + 1e-5)
+    w = torch.zeros(x.shape[1], classes, requires_grad=True)
+    optimizer = torch.optim.Adam([w], 1e-2)
+    for _ in range(steps):
+        loss = nn.functional.cross_entropy(x[:train] @ w, labels[:train]) + 1e-3 * (w ** 2).sum()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    with torch.no_grad():
+        return ((x[train:] @ w).argmax(-1) == labels[train:]).float().mean().item()
+
+
 def residual(hidden: torch.Tensor, cases: list[Case], train: int, steps: int = 300) -> list[float]:
     """Per layer (0 = the input embeddings): held-out accuracy of a linear probe for the named shape."""
     shapes = torch.tensor([SHAPES.index(c.shape) for c in cases])
-    out = []
-    for layer in range(hidden.shape[1]):
-        x = hidden[:, layer]
-        x = (x - x[:train].mean(0)) / (x[:train].std(0) + 1e-5)
-        w = torch.zeros(x.shape[1], len(SHAPES), requires_grad=True)
-        optimizer = torch.optim.Adam([w], 1e-2)
-        for _ in range(steps):
-            loss = nn.functional.cross_entropy(x[:train] @ w, shapes[:train]) + 1e-3 * (w ** 2).sum()
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-        with torch.no_grad():
-            out.append(((x[train:] @ w).argmax(-1) == shapes[train:]).float().mean().item())
-    return out
+    return [linear_probe(hidden[:, layer], shapes, train, len(SHAPES), steps) for layer in range(hidden.shape[1])]
 
 
 def main(argv: list[str] | None = None) -> int:
