@@ -282,6 +282,18 @@ def test_a_step_is_redone_when_its_settings_changed(tmp_path, monkeypatch):
     balance = recipe.step_digest("balance", before, 0, False, 1)
     (before / "config.json").write_text('{"another": "model"}')  # the step before it ran again
     assert recipe.step_digest("balance", before, 0, False, 1) != balance
+    # its own data changed (more dialogs, say): that step runs again, not one before it that reads other files
+    world = tmp_path / "world"
+    world.mkdir()
+    (world / "manifest.json").write_text('{"version": 1}')
+    for name in ("vision.jsonl", "stage2.json"):
+        (world / name).write_text("[]")
+    vision, stage2 = (recipe.step_digest(s, before, 0, False, 1, world) for s in ("vision", "stage2"))
+    (world / "stage2.json").write_text("[{}]")
+    assert recipe.step_digest("stage2", before, 0, False, 1, world) != stage2
+    assert recipe.step_digest("vision", before, 0, False, 1, world) == vision
+    (world / "manifest.json").write_text('{"version": 2}')  # the generator draws its pictures otherwise
+    assert recipe.step_digest("vision", before, 0, False, 1, world) != vision
 
 
 def test_a_scaled_recipe_trains_on_more_and_is_scored_on_the_same_held_out_set(tmp_path):

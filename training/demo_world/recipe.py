@@ -70,10 +70,11 @@ def model_digest(model_dir: Path) -> str:
     return digest.hexdigest()
 
 
-def step_digest(stage: str, previous: Path, seed: int, short: bool, scale: int) -> str:
-    """What a step's result depends on besides the world: the model it starts from and its settings (its config's
-    values, what the recipe adds to them, the seed). A step whose config values changed since is run again, not
-    reused; an edited comment changes nothing."""
+def step_digest(stage: str, previous: Path, seed: int, short: bool, scale: int, world: Path | None = None) -> str:
+    """What a step's result depends on: the model it starts from, its settings (its config's values, what the
+    recipe adds to them, the seed) and, with `world`, its own data there (the file's bytes and the generator's
+    VERSION, which draws its pictures). A step whose config values or data changed since is run again, not
+    reused; an edited comment changes nothing, nor do more dialogs for stage 2 to a step before it."""
     import yaml
 
     digest = hashlib.sha256(model_digest(previous).encode())
@@ -81,6 +82,10 @@ def step_digest(stage: str, previous: Path, seed: int, short: bool, scale: int) 
     settings = {"config": yaml.safe_load(config.read_text()) if config.is_file() else None, "seed": seed,
                 "extra": stage_steps(stage, short, scale) if stage in DATA else [],
                 "balance_pictures": balance_pictures(short) if stage == "balance" else None}
+    if world is not None and stage in DATA:
+        with (world / DATA[stage]).open("rb") as f:
+            settings["data"] = hashlib.file_digest(f, "sha256").hexdigest()
+        settings["world"] = json.loads((world / "manifest.json").read_text())["version"]
     digest.update(json.dumps(settings, sort_keys=True).encode())
     return digest.hexdigest()
 
@@ -225,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
         record(world, init, drawn)
     previous = init
     for stage in STAGES:
-        folder, digest = out / stage, step_digest(stage, previous, args.seed, args.short, args.scale)
+        folder, digest = out / stage, step_digest(stage, previous, args.seed, args.short, args.scale, world)
         if finished(stage, folder) and started_from(previous, folder, digest):
             print(f"[recipe] {stage}: done before, reused", flush=True)
         else:
