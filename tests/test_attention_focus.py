@@ -4,6 +4,7 @@ positions it becomes, and a loss that really moves the heads it names."""
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -21,7 +22,7 @@ from training.demo_world.focus import record_focus
 from training.demo_world.scenes import Scene, Shape
 from training.records import Sample, load_samples
 from training.run import main as run_main
-from training.trainee import FOCUS_REACH, CountProbe, Trainee, focus_masks, object_patches
+from training.trainee import FOCUS_REACH, CountProbe, Trainee, centre_cell, focus_masks, object_patches
 
 # A red circle on the left, a blue square on the right (unit square, radius 0.1).
 TWO = Scene([Shape("circle", "red", 0.25, 0.5, 0.1), Shape("square", "blue", 0.75, 0.5, 0.1)])
@@ -118,7 +119,7 @@ def test_focus_becomes_the_positions_of_the_question_and_answer_and_the_objects_
     model, root = tiny
     batch = batch_of(model, root)
     dialog = batch.dialogs[0]
-    queries, keys, counts = focus_masks(dialog, batch.focus[0], len(dialog))
+    queries, keys, counts, tally = focus_masks(dialog, batch.focus[0], len(dialog))
     first = dialog.image_positions()[0]
     users = [p for p, s in _positions(dialog) if s.kind == "special" and s.name == "USER"]
     answers = [(p, len(s.ids)) for p, s in _positions(dialog) if s.kind == "text" and s.trained]
@@ -133,6 +134,12 @@ def test_focus_becomes_the_positions_of_the_question_and_answer_and_the_objects_
     bots = [p - 1 for p, _ in answers]
     assert counts[bots[0]:span[-1] + 1].tolist() == [1] * (span[-1] + 1 - bots[0]) and counts[bots[1]] == 0
     assert counts[users[0] + 1] == counts[bots[1] - 1] == IGNORE and (counts != IGNORE).sum() < queries.sum()
+    # the tally head's target there: half on SOI, half on the circle's centre patch; SOI alone for no green one
+    centre = first + centre_cell(0.5, 0.5, 6)
+    assert tally[bots[0]].nonzero().flatten().tolist() == [first - 1, centre]
+    assert tally[bots[0], [first - 1, centre]].tolist() == [0.5, 0.5]
+    assert tally[bots[1]].nonzero().flatten().tolist() == [first - 1] and tally[bots[1]].sum() == 1
+    assert torch.equal(tally.sum(-1) > 0, counts != IGNORE)
     # one picture: every focused head looks at it
     assert torch.equal(focus_masks(dialog, batch.focus[0], len(dialog), heads=2)[1], keys.expand(2, -1, -1))
 
@@ -150,15 +157,16 @@ def test_two_pictures_of_one_question_are_shared_out_among_the_heads(tiny):
     dialog = DialogDataset([sample], model.tokenizer, model.config, 512, root)[0]["dialog"]
     first, second = dialog.image_positions()
     circle = [first + c for c in object_patches(0.5, 0.5, 0.25, 6)]
-    queries, keys, counts = focus_masks(dialog, [both], len(dialog), heads=2)
+    queries, keys, counts, tally = focus_masks(dialog, [both], len(dialog), heads=2)
     at = queries.nonzero().flatten().tolist()
     assert at and len(at) == queries.sum()
     assert keys[0, at[0]].nonzero().flatten().tolist() == circle
     assert keys[1, at[0]].nonzero().flatten().tolist() == [second - 1]  # nothing red there: its SOI
     assert set(counts[at].tolist()) == {IGNORE, 1}  # the count of head 0's picture
-    _, one, _ = focus_masks(dialog, [both], len(dialog), heads=1)
+    assert set(tally.nonzero()[:, 1].tolist()) == {first - 1, first + centre_cell(0.5, 0.5, 6)}  # head 0's picture
+    _, one, _, _ = focus_masks(dialog, [both], len(dialog), heads=1)
     assert one[0, at[0]].nonzero().flatten().tolist() == sorted(circle + [second - 1])  # one head: both
-    _, three, _ = focus_masks(dialog, [both], len(dialog), heads=3)
+    _, three, _, _ = focus_masks(dialog, [both], len(dialog), heads=3)
     assert torch.equal(three[2], keys[0])  # a third head: the first picture again
 
 
@@ -246,6 +254,28 @@ def test_the_count_probe_makes_the_llm_carry_the_named_count(tiny):
         count_probe=CountProbe(model.llm.config.hidden_size, seed=3).requires_grad_(False)))
     (before, after), (_, untrained) = results[1.0], results[0.0]
     assert before > 0.5 and after < 0.1 * before and untrained > 0.5 * before, results
+
+
+def test_the_tally_loss_shares_the_heads_attention_between_soi_and_the_named_centres(tiny):
+    """Its cross-entropy against the even share (half on SOI, half on the circle's centre patch in turn 1; all on
+    SOI in turn 2) falls to near its floor, the target's own entropy, only when trained with it."""
+    results = trained_with_and_without(tiny, "tally_weight", lambda model: Trainee(
+        model, cached_features=False, tally_weight=1.0, tally_head=(1, 1)))
+    (before, after), (_, untrained) = results[1.0], results[0.0]
+    floor = math.log(2) / 2  # turns 1 and 2 weigh by their positions; turn 2's floor is 0
+    assert before > 2.0 and after < floor + 0.25 and untrained > 0.6 * before, results
+
+
+def test_the_tally_head_is_one_real_head_read_with_eager_attention(tiny, tmp_path):
+    data = tmp_path / "d.json"
+    data.write_text("[]")
+    base = {"stage": 2, "init_from": str(tmp_path), "data": str(data), "tally_weight": 1.0}
+    with pytest.raises(ConfigError, match="tally_weight: .*attention: eager"):
+        build_config(base)
+    with pytest.raises(ConfigError, match="tally_head: must be one layer:head pair"):
+        build_config({**base, "attention": "eager", "tally_head": "1:1,1:2"})
+    with pytest.raises(ValueError, match="tally_head 1:4: the LLM has 2 layers of 4 heads"):
+        Trainee(tiny[0], cached_features=False, tally_weight=1.0, tally_head=(1, 4))
 
 
 @pytest.mark.slow

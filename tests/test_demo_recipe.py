@@ -134,7 +134,8 @@ def test_the_count_readout_reads_a_named_count_from_the_picture_and_not_from_ano
 
     items = count_readout.cases(400, seed=3)
     found, answers = count_readout.readings(demo_model, items, answer=False)
-    assert sorted(found) == ["adapter", "head 0", "head 1", "residual 0", "residual 1", "tower"] and answers == []
+    heads = [f"head {layer}:{h}" for layer in (0, 1) for h in range(4)]
+    assert sorted(found) == ["adapter", *heads, "residual 0", "residual 1", "tower"] and answers == []
     assert all(v.shape[0] == len(items) for v in found.values())
     counts = torch.tensor([min(c, 5) for *_, c in items])
     assert len(set(counts.tolist())) == 6  # every count, none named (0) to five

@@ -125,6 +125,13 @@ class TrainConfig:
     """Weight of the count probe's loss (stage 2): a linear layer, trained alongside and then thrown away, reads
     from the LLM's last hidden state, at each focused turn's BOT and answer, how many objects the focus names (0
     to 5 or more; training/trainee.py, CountProbe). Needs records with a "focus". 0 = off."""
+    tally_weight: float = 0.0
+    """Weight of the tally loss (stage 2): at each focused turn's BOT and answer, the head `tally_head` is trained
+    to share its attention evenly between the picture's SOI and the patch of each named object's centre, so that
+    its output says how many there are (1 / (n + 1) of it is SOI's). Needs records with a "focus" and attention:
+    eager. 0 = off."""
+    tally_head: str = "1:1"
+    """The tally loss's head, as layer:head."""
     frozen_dtype: Literal["auto", "bf16", "fp32"] = "auto"
     """dtype of frozen weights (CLIP; the LLM in stage 1): auto = bf16 on CUDA (fp32 under FSDP), else fp32."""
     gradient_checkpointing: bool = True
@@ -202,27 +209,33 @@ def _coerce(name: str, value):
     return str(value)
 
 
-def focus_heads(text: str) -> list[tuple[int, int]]:
-    """"0:0,1:2" -> [(0, 0), (1, 2)]; ValueError when it is not layer:head pairs."""
+def focus_heads(text: str, name: str = "focus_heads") -> list[tuple[int, int]]:
+    """"0:0,1:2" -> [(0, 0), (1, 2)]; ValueError when it is not layer:head pairs (`name`: the option's)."""
     try:
         pairs = [tuple(int(x) for x in part.split(":")) for part in text.split(",") if part.strip()]
     except ValueError:
         pairs = []
     if not pairs or any(len(p) != 2 or min(p) < 0 for p in pairs):
-        raise ValueError(f"focus_heads: must be layer:head pairs such as 0:0,1:0, got {text!r}")
+        raise ValueError(f"{name}: must be layer:head pairs such as 0:0,1:0, got {text!r}")
     return pairs
 
 
 def _check_values(c: TrainConfig) -> list[str]:
     p = []
-    p += [f"{k}: must be >= 0, got {getattr(c, k)}" for k in ("focus_weight", "count_weight") if getattr(c, k) < 0]
-    try:
-        focus_heads(c.focus_heads)
-    except ValueError as exc:
-        p.append(str(exc))
-    if c.focus_weight > 0 and c.attention != "eager":
-        p.append(f"focus_weight: the focus loss reads the heads' attention weights, which only attention: eager "
-                 f"gives; got attention: {c.attention}")
+    p += [f"{k}: must be >= 0, got {getattr(c, k)}" for k in ("focus_weight", "count_weight", "tally_weight")
+          if getattr(c, k) < 0]
+    for name in ("focus_heads", "tally_head"):
+        try:
+            pairs = focus_heads(getattr(c, name), name)
+        except ValueError as exc:
+            p.append(str(exc))
+            continue
+        if name == "tally_head" and len(pairs) != 1:
+            p.append(f"tally_head: must be one layer:head pair such as 1:1, got {c.tally_head!r}")
+    for k in ("focus_weight", "tally_weight"):
+        if getattr(c, k) > 0 and c.attention != "eager":
+            p.append(f"{k}: its loss reads the heads' attention weights, which only attention: eager gives; "
+                     f"got attention: {c.attention}")
     positive = ("max_length", "cache_batch_size", "batch_size", "micro_batch_size", "epochs", "log_every",
                 "save_every", "max_steps", "stop_at")
     p += [f"{k}: must be >= 1, got {getattr(c, k)}" for k in positive

@@ -52,9 +52,14 @@ def freeze_for_stage(model: OmniFusion, stage: int, gradient_checkpointing: bool
 FOCUS_REACH = 0.6
 
 
+def centre_cell(x: float, y: float, grid: int) -> int:
+    """Row-major index of the patch (grid x grid over the unit square the model sees) that holds the point (x, y)."""
+    return min(grid - 1, max(0, int(y * grid))) * grid + min(grid - 1, max(0, int(x * grid)))
+
+
 def object_patches(x: float, y: float, r: float, grid: int) -> list[int]:
     """Row-major indices of the patches (grid x grid over the unit square the model sees) an object covers."""
-    cells = {min(grid - 1, max(0, int(y * grid))) * grid + min(grid - 1, max(0, int(x * grid)))}
+    cells = {centre_cell(x, y, grid)}
     for i in range(grid):
         for j in range(grid):
             if math.hypot((j + 0.5) / grid - x, (i + 0.5) / grid - y) <= FOCUS_REACH * r:
@@ -67,6 +72,8 @@ class FocusMasks(NamedTuple):
     keys: torch.Tensor  # [..., heads, T, T] bool: what each focused head should attend to there
     counts: torch.Tensor  # [..., T] long: how many objects the turn names in head 0's picture (capped) at its
     # BOT and answer positions, IGNORE elsewhere (the question's first words cannot know it yet)
+    tally: torch.Tensor  # [..., T, T] float: at those positions, the tally head's target attention: shared evenly
+    # by head 0's picture's SOI and the patch of each named object's centre (zeros elsewhere)
 
 
 def focus_cells(objects: list, grid: int) -> list[int]:
@@ -87,6 +94,7 @@ def focus_masks(dialog: EncodedDialog, focus: list | None, length: int, heads: i
     queries = torch.zeros(length, dtype=torch.bool)
     keys = torch.zeros(heads, length, length, dtype=torch.bool)
     counts = torch.full((length,), IGNORE, dtype=torch.long)
+    tally = torch.zeros(length, length)
     starts, pos, user, bot, answer = dialog.image_positions(), 0, None, None, 0
     for s in dialog.segments:
         n = s.length(dialog.num_patches)
@@ -109,8 +117,13 @@ def focus_masks(dialog: EncodedDialog, focus: list | None, length: int, heads: i
                             keys[head, span, where] = True
                 queries[span] = True
                 counts[bot:span.stop] = min(len(entry[0]["objects"]), CountProbe.LARGEST)
+                soi = starts[entry[0]["image"]] - 1
+                tally[bot:span.stop, soi] = 1
+                for x, y, _ in entry[0]["objects"]:
+                    tally[bot:span.stop, soi + 1 + centre_cell(x, y, grid)] += 1
+                tally[bot:span.stop] /= 1 + len(entry[0]["objects"])
         pos += n
-    return FocusMasks(queries, keys, counts) if queries.any() else None
+    return FocusMasks(queries, keys, counts, tally) if queries.any() else None
 
 
 class CountProbe(nn.Linear):
@@ -142,17 +155,19 @@ class CountProbe(nn.Linear):
 class Trainee(nn.Module):
     def __init__(self, model: OmniFusion, cached_features: bool, focus_weight: float = 0.0,
                  focus_heads: list[tuple[int, int]] = ((0, 0),), count_probe: CountProbe | None = None,
-                 count_weight: float = 0.0):
+                 count_weight: float = 0.0, tally_weight: float = 0.0, tally_head: tuple[int, int] = (1, 1)):
         super().__init__()
         self.model = model
         self.cached_features = cached_features  # batches carry CLIP features [n, N, W], not pixels
         self.focus_weight, self.focus_heads = focus_weight, list(focus_heads)
         self.count_probe, self.count_weight = count_probe, count_weight if count_probe is not None else 0.0
-        if focus_weight:
-            layers, heads = model.llm.config.num_hidden_layers, model.llm.config.num_attention_heads
-            wrong = [f"{a}:{b}" for a, b in self.focus_heads if a >= layers or b >= heads]
+        self.tally_weight, self.tally_head = tally_weight, tuple(tally_head)
+        layers, heads = model.llm.config.num_hidden_layers, model.llm.config.num_attention_heads
+        for name, used in (("focus_heads", self.focus_heads if focus_weight else []),
+                           ("tally_head", [self.tally_head] if tally_weight else [])):
+            wrong = [f"{a}:{b}" for a, b in used if a >= layers or b >= heads]
             if wrong:
-                raise ValueError(f"focus_heads {', '.join(wrong)}: the LLM has {layers} layers of {heads} heads")
+                raise ValueError(f"{name} {', '.join(wrong)}: the LLM has {layers} layers of {heads} heads")
 
     def extras(self) -> dict[str, nn.Module]:
         """Modules trained beside the model: optimized with it, saved beside its checkpoints, then thrown away."""
@@ -190,7 +205,7 @@ class Trainee(nn.Module):
         # and memory thrown away. Mistral's logits are lm_head(final hidden state), nothing more.
         focus = self._focus(batch, padded["inputs_embeds"].shape[1], padded["inputs_embeds"].device)
         out = m.llm.get_decoder()(**padded, use_cache=False,
-                                  output_attentions=focus is not None and bool(self.focus_weight))
+                                  output_attentions=focus is not None and bool(self.focus_weight or self.tally_weight))
         hidden = out.last_hidden_state[:, :-1]  # [B, T-1, H]
         trained = targets != IGNORE
         logits = m.llm.get_output_embeddings()(hidden[trained])  # [n, V]
@@ -210,12 +225,20 @@ class Trainee(nn.Module):
             if at.any():  # a mean over no positions would be NaN
                 term = F.cross_entropy(self.count_probe(out.last_hidden_state[at].float()), focus.counts[at])
                 loss = loss + self.count_weight * batch.trained_tokens * share * term
+        if focus is not None and self.tally_weight:
+            # the tally head's cross-entropy against its even share of SOI and the named objects' centres
+            at = focus.counts != IGNORE
+            if at.any():
+                layer, head = self.tally_head
+                attention = out.attentions[layer][:, head].float()[at]  # [n, T]
+                term = -(focus.tally[at] * torch.log(attention + 1e-6)).sum(-1).mean()
+                loss = loss + self.tally_weight * batch.trained_tokens * share * term
         return loss
 
     def _focus(self, batch: MicroBatch, length: int, device) -> FocusMasks | None:
         """-> the micro-batch's FocusMasks (queries [B, T], keys [B, focused heads, T, T], counts [B, T]), or None
         when neither the focus loss nor the count probe is on, or nothing is focused."""
-        if not (self.focus_weight or self.count_weight) or not any(batch.focus):
+        if not (self.focus_weight or self.count_weight or self.tally_weight) or not any(batch.focus):
             return None
         heads = len(self.focus_heads)
         masks = [focus_masks(d, f, length, heads) for d, f in zip(batch.dialogs, batch.focus, strict=True)]
@@ -224,7 +247,8 @@ class Trainee(nn.Module):
         queries = torch.zeros(len(masks), length, dtype=torch.bool)
         keys = torch.zeros(len(masks), heads, length, length, dtype=torch.bool)
         counts = torch.full((len(masks), length), IGNORE, dtype=torch.long)
+        tally = torch.zeros(len(masks), length, length)
         for b, mask in enumerate(masks):
             if mask is not None:
-                queries[b], keys[b], counts[b] = mask
-        return FocusMasks(queries.to(device), keys.to(device), counts.to(device))
+                queries[b], keys[b], counts[b], tally[b] = mask
+        return FocusMasks(queries.to(device), keys.to(device), counts.to(device), tally.to(device))

@@ -8,7 +8,8 @@ how well a linear probe (trained on 70 % of them, scored on the rest) reads the 
                   stage 2's focus loss points at; zeros when none is there): what a head looking exactly at
                   them could read, before the adapter
     adapter       the same mean over the adapter's outputs, the LLM's image vectors
-    head L        the output of the focused head (head 0) of LLM layer L at BOT, before o_proj
+    head L:h      the output of head h of LLM layer L at BOT, before o_proj (head 0 of both layers is focused
+                  on the named objects, a tally head on their centres and SOI: training/configs/demo/stage2.yaml)
     residual L    the residual stream at BOT after layer L
     answers       the model's own greedy answers, scored as the eval scores them (no probe)
 
@@ -50,9 +51,14 @@ def readings(model, items: list[tuple[Scene, str, int]], answer: bool = True) ->
     layers = model.llm.get_decoder().layers
     head = model.llm.config.hidden_size // model.llm.config.num_attention_heads
     seen: dict[str, torch.Tensor] = {}
-    hooks = [layer.self_attn.o_proj.register_forward_pre_hook(
-        lambda _module, args, i=i: seen.__setitem__(f"head {i}", args[0][0, -1, :head].float()))
-        for i, layer in enumerate(layers)]
+    heads = model.llm.config.num_attention_heads
+
+    def keep(_module, args, i):
+        for h in range(heads):
+            seen[f"head {i}:{h}"] = args[0][0, -1, h * head:(h + 1) * head].float()
+
+    hooks = [layer.self_attn.o_proj.register_forward_pre_hook(lambda m, a, i=i: keep(m, a, i))
+             for i, layer in enumerate(layers)]
     found: dict[str, list[torch.Tensor]] = {}
     embeds = []
     try:
