@@ -233,17 +233,21 @@ def test_the_focus_loss_moves_the_heads_it_names(tiny):
     assert before > 1.5 and after < 0.3 * before and unfocused > 0.6 * before, results
 
 
-def test_the_focus_loss_needs_eager_attention_and_real_heads(tiny, tmp_path):
+@pytest.mark.parametrize("weight, heads, not_heads, too_far", [
+    ("focus_weight", "focus_heads", "first", [(2, 0)]),  # layer 2 of 2
+    ("tally_weight", "tally_head", "1:1,1:2", (1, 4)),  # one head only; head 4 of 4
+])
+def test_a_loss_on_attention_needs_eager_attention_and_real_heads(tiny, tmp_path, weight, heads, not_heads, too_far):
     data = tmp_path / "d.json"
     data.write_text("[]")
-    base = {"stage": 2, "init_from": str(tmp_path), "data": str(data), "focus_weight": 0.3}
-    with pytest.raises(ConfigError, match="attention: eager"):
+    base = {"stage": 2, "init_from": str(tmp_path), "data": str(data), weight: 0.3}
+    with pytest.raises(ConfigError, match=f"{weight}: .*attention: eager"):
         build_config(base)
-    with pytest.raises(ConfigError, match="layer:head"):
-        build_config({**base, "attention": "eager", "focus_heads": "first"})
+    with pytest.raises(ConfigError, match=f"{heads}: must be .*layer:head"):
+        build_config({**base, "attention": "eager", heads: not_heads})
     assert focus_heads("0:1, 1:3") == [(0, 1), (1, 3)]
-    with pytest.raises(ValueError, match="2 layers of 4 heads"):
-        Trainee(tiny[0], cached_features=False, focus_weight=0.3, focus_heads=[(2, 0)])
+    with pytest.raises(ValueError, match=f"{heads} .*: the LLM has 2 layers of 4 heads"):
+        Trainee(tiny[0], cached_features=False, **{weight: 0.3, heads: too_far})
 
 
 def test_the_count_probe_makes_the_llm_carry_the_named_count(tiny):
@@ -264,18 +268,6 @@ def test_the_tally_loss_shares_the_heads_attention_between_soi_and_the_named_cen
     (before, after), (_, untrained) = results[1.0], results[0.0]
     floor = math.log(2) / 2  # turns 1 and 2 weigh by their positions; turn 2's floor is 0
     assert before > 2.0 and after < floor + 0.25 and untrained > 0.6 * before, results
-
-
-def test_the_tally_head_is_one_real_head_read_with_eager_attention(tiny, tmp_path):
-    data = tmp_path / "d.json"
-    data.write_text("[]")
-    base = {"stage": 2, "init_from": str(tmp_path), "data": str(data), "tally_weight": 1.0}
-    with pytest.raises(ConfigError, match="tally_weight: .*attention: eager"):
-        build_config(base)
-    with pytest.raises(ConfigError, match="tally_head: must be one layer:head pair"):
-        build_config({**base, "attention": "eager", "tally_head": "1:1,1:2"})
-    with pytest.raises(ValueError, match="tally_head 1:4: the LLM has 2 layers of 4 heads"):
-        Trainee(tiny[0], cached_features=False, tally_weight=1.0, tally_head=(1, 4))
 
 
 @pytest.mark.slow
