@@ -116,22 +116,18 @@ class TrainConfig:
     which a small model in bf16 autocast on a CPU trains faster with (the demo's stage 2: 1.2x; there sdpa's
     backward costs ~8x its forward; in fp32 the two are alike). Serving is not affected."""
     focus_weight: float = 0.0
-    """Weight of the attention-focus loss (stage 2): records with a "focus" (docs/training.md, Data) train the
-    heads of `focus_heads`, at a turn's question and answer, to attend to the image vectors of the objects the
-    question is about (or to the picture's SOI where none is there). 0 = off. Needs attention: eager."""
+    """Weight of the attention-focus loss (stage 2): records' "focus" (docs/training.md) trains `focus_heads`, at a
+    turn's question and answer, to attend to the objects it is about (else SOI). 0 = off. Needs attention: eager."""
     focus_heads: str = "0:0,1:0"
     """The heads the focus loss trains, as layer:head pairs ("0:0,1:0": head 0 of the first two layers)."""
     count_weight: float = 0.0
-    """Weight of the count probe's loss (stage 2): a linear layer, trained alongside and then thrown away, reads
-    from the LLM's last hidden state, at each focused turn's BOT and answer, how many objects the focus names (0
-    to 5 or more; training/trainee.py, CountProbe). Needs records with a "focus". 0 = off."""
+    """Weight of the count probe's loss (stage 2): a linear layer on the LLM's last hidden state, thrown away after
+    training, learns at each focused turn's BOT and answer how many objects the focus names (trainee.CountProbe)."""
     tally_weight: float = 0.0
-    """Weight of the tally loss (stage 2): at each focused turn's BOT and answer, the head `tally_head` is trained
-    to share its attention evenly between the picture's SOI and the patch of each named object's centre, so that
-    its output says how many there are (1 / (n + 1) of it is SOI's). Needs records with a "focus" and attention:
-    eager. 0 = off."""
+    """Weight of the tally loss (stage 2): at each focused turn's BOT and answer, head `tally_head` learns to share
+    its attention evenly between SOI and the named objects' centre patches. 0 = off. Needs attention: eager."""
     tally_head: str = "1:1"
-    """The tally loss's head, as layer:head."""
+    """The head the tally loss trains, as layer:head."""
     frozen_dtype: Literal["auto", "bf16", "fp32"] = "auto"
     """dtype of frozen weights (CLIP; the LLM in stage 1): auto = bf16 on CUDA (fp32 under FSDP), else fp32."""
     gradient_checkpointing: bool = True
@@ -209,39 +205,35 @@ def _coerce(name: str, value):
     return str(value)
 
 
-def focus_heads(text: str, name: str = "focus_heads") -> list[tuple[int, int]]:
-    """"0:0,1:2" -> [(0, 0), (1, 2)]; ValueError when it is not layer:head pairs (`name`: the option's)."""
+def focus_heads(text: str, name: str = "focus_heads", one: bool = False) -> list[tuple[int, int]]:
+    """"0:0,1:2" -> [(0, 0), (1, 2)]; ValueError naming `name` unless layer:head pairs (with `one`: exactly one)."""
     try:
         pairs = [tuple(int(x) for x in part.split(":")) for part in text.split(",") if part.strip()]
     except ValueError:
         pairs = []
-    if not pairs or any(len(p) != 2 or min(p) < 0 for p in pairs):
-        raise ValueError(f"{name}: must be layer:head pairs such as 0:0,1:0, got {text!r}")
+    if not pairs or any(len(p) != 2 or min(p) < 0 for p in pairs) or (one and len(pairs) > 1):
+        wanted = "one layer:head pair such as 1:1" if one else "layer:head pairs such as 0:0,1:0"
+        raise ValueError(f"{name}: must be {wanted}, got {text!r}")
     return pairs
 
 
 def _check_values(c: TrainConfig) -> list[str]:
     p = []
-    p += [f"{k}: must be >= 0, got {getattr(c, k)}" for k in ("focus_weight", "count_weight", "tally_weight")
-          if getattr(c, k) < 0]
-    for name in ("focus_heads", "tally_head"):
+    for weight, heads in (("focus_weight", "focus_heads"), ("tally_weight", "tally_head")):
         try:
-            pairs = focus_heads(getattr(c, name), name)
+            focus_heads(getattr(c, heads), heads, one=heads == "tally_head")
         except ValueError as exc:
             p.append(str(exc))
-            continue
-        if name == "tally_head" and len(pairs) != 1:
-            p.append(f"tally_head: must be one layer:head pair such as 1:1, got {c.tally_head!r}")
-    for k in ("focus_weight", "tally_weight"):
-        if getattr(c, k) > 0 and c.attention != "eager":
-            p.append(f"{k}: its loss reads the heads' attention weights, which only attention: eager gives; "
+        if getattr(c, weight) > 0 and c.attention != "eager":
+            p.append(f"{weight}: its loss reads the heads' attention weights, which only attention: eager gives; "
                      f"got attention: {c.attention}")
     positive = ("max_length", "cache_batch_size", "batch_size", "micro_batch_size", "epochs", "log_every",
                 "save_every", "max_steps", "stop_at")
     p += [f"{k}: must be >= 1, got {getattr(c, k)}" for k in positive
           if getattr(c, k) is not None and getattr(c, k) < 1]
     p += [f"{k}: must be >= 0, got {getattr(c, k)}" for k in ("num_workers", "keep_checkpoints", "weight_decay",
-                                                             "max_grad_norm") if getattr(c, k) < 0]
+                                                             "max_grad_norm", "focus_weight", "count_weight",
+                                                             "tally_weight") if getattr(c, k) < 0]
     p += [f"{k}: must be > 0, got {getattr(c, k)}" for k in ("lr", "llm_lr") if not getattr(c, k) > 0]
     p += [f"{k}: must be in [0, 1), got {getattr(c, k)}" for k in ("adam_beta1", "adam_beta2", "warmup_ratio")
           if not 0 <= getattr(c, k) < 1]

@@ -82,7 +82,7 @@ def focus_cells(objects: list, grid: int) -> list[int]:
 
 
 def focus_masks(dialog: EncodedDialog, focus: list | None, length: int, heads: int = 1) -> FocusMasks | None:
-    """A dialog's focus (records.Sample.focus) -> its FocusMasks (queries, keys, counts), or None. A focus entry
+    """A dialog's focus (records.Sample.focus) -> its FocusMasks (queries, keys, counts, tally), or None. A focus entry
     with no objects points at the picture's SOI vector (the position before its first image vector). A turn whose
     focus names n pictures shares them out among the heads: head h looks at picture h mod n, and picture j is
     always looked at by head j mod heads (with more pictures than heads, a head takes several). One head averaging
@@ -236,8 +236,8 @@ class Trainee(nn.Module):
         return loss
 
     def _focus(self, batch: MicroBatch, length: int, device) -> FocusMasks | None:
-        """-> the micro-batch's FocusMasks (queries [B, T], keys [B, focused heads, T, T], counts [B, T]), or None
-        when neither the focus loss nor the count probe is on, or nothing is focused."""
+        """-> the micro-batch's FocusMasks (queries [B, T], keys [B, focused heads, T, T], counts [B, T], tally
+        [B, T, T]), or None when neither the focus loss, the count probe nor the tally is on, or nothing is focused."""
         if not (self.focus_weight or self.count_weight or self.tally_weight) or not any(batch.focus):
             return None
         heads = len(self.focus_heads)
