@@ -129,7 +129,7 @@ def test_the_retrieval_diagnostic_reads_the_picture_and_where_the_model_looks(de
 def test_the_count_readout_reads_a_named_count_from_the_picture_and_not_from_another(demo_model):
     """training/demo_world/count_readout.py, on the committed model: a linear probe reads how many objects of the
     named colour there are from the tower's features under them (74 % measured on these 400, 80 % with 1,500)
-    and from the last hidden state at BOT (65 %), and only at chance from another picture's (13 %, 17 %)."""
+    and from the last hidden state at BOT (72 %), and only at chance from another picture's (13 %, 18 %)."""
     from training.demo_world import count_readout
 
     items = count_readout.cases(400, seed=3)
@@ -140,7 +140,7 @@ def test_the_count_readout_reads_a_named_count_from_the_picture_and_not_from_ano
     counts = torch.tensor([min(c, 5) for *_, c in items])
     assert len(set(counts.tolist())) == 6  # every count, none named (0) to five
     assert count_readout.count_probe(found["tower"], counts) >= 0.6
-    assert count_readout.count_probe(found["residual 1"], counts) >= 0.5
+    assert count_readout.count_probe(found["residual 1"], counts) >= 0.6
     for stage in ("tower", "residual 1"):
         assert count_readout.count_probe(found[stage].roll(1, 0), counts) <= 0.35
 
