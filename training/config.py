@@ -124,8 +124,7 @@ class TrainConfig:
     """Weight of the count probe's loss (stage 2): a linear layer on the LLM's last hidden state, thrown away after
     training, learns at each focused turn's BOT and answer how many objects the focus names (trainee.CountProbe)."""
     tally_weight: float = 0.0
-    """Weight of the tally loss (stage 2): at each focused turn's BOT and answer, head `tally_head` learns to share
-    its attention evenly between SOI and the named objects' centre patches. 0 = off. Needs attention: eager."""
+    """Weight of the tally loss (stage 2, attention: eager): `tally_head` learns to count what is named. 0 = off."""
     tally_head: str = "1:1"
     """The head the tally loss trains, as layer:head."""
     frozen_dtype: Literal["auto", "bf16", "fp32"] = "auto"

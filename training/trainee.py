@@ -72,7 +72,7 @@ class FocusMasks(NamedTuple):
     keys: torch.Tensor  # [..., heads, T, T] bool: what each focused head should attend to there
     counts: torch.Tensor  # [..., T] long: how many objects the turn names in head 0's picture (capped) at its
     # BOT and answer positions, IGNORE elsewhere (the question's first words cannot know it yet)
-    tally: torch.Tensor  # [..., T, T] float: at those positions, the tally head's target attention: shared evenly
+    tally: torch.Tensor | None  # [..., T, T] float: at those positions, the tally head's target: shared evenly
     # by head 0's picture's SOI and the patch of each named object's centre (zeros elsewhere)
 
 
@@ -251,4 +251,6 @@ class Trainee(nn.Module):
         for b, mask in enumerate(masks):
             if mask is not None:
                 queries[b], keys[b], counts[b], tally[b] = mask
-        return FocusMasks(queries.to(device), keys.to(device), counts.to(device), tally.to(device))
+        # the tally's [B, T, T] target goes to the device only when its loss reads it
+        return FocusMasks(queries.to(device), keys.to(device), counts.to(device),
+                          tally.to(device) if self.tally_weight else None)
