@@ -197,7 +197,7 @@ def test_some_training_dialogs_begin_with_a_greeting_in_their_language(tmp_path)
 
 
 def test_text_only_turns_are_a_share_of_their_own_and_come_as_typed():
-    """Text-only turns ("What can you do?", "Help", a question outside the world) are 6 % of stage 2's dialogs
+    """Text-only turns ("What can you do?", "Help", a question outside the world) are 4-6 % of stage 2's dialogs
     (3 % left each kind to a few dozen examples, and each run lost another kind), every kind in both languages,
     and typed as people type them ("what can you do", "help")."""
     import random
@@ -208,7 +208,8 @@ def test_text_only_turns_are_a_share_of_their_own_and_come_as_typed():
     rng = random.Random(3)
     samples = [sample_task(rng) for _ in range(3000)]
     text = [s for s in samples if s["skill"] == "text"]
-    assert 0.7 * MIX["text"] * len(samples) <= len(text) <= 1.3 * MIX["text"] * len(samples), len(text)
+    share = MIX["text"] / sum(MIX.values())
+    assert 0.04 <= share and 0.7 * share * len(samples) <= len(text) <= 1.3 * share * len(samples), len(text)
     answers = {(lang, kinds[lang][1]): kind for kind, kinds in TEXT_ONLY.items() for lang in kinds}
     seen = {(s["lang"], answers[(s["lang"], s["turns"][0][2])]) for s in text}
     assert seen == {(lang, kind) for kind in TEXT_ONLY for lang in ("en", "ru")}
@@ -216,6 +217,25 @@ def test_text_only_turns_are_a_share_of_their_own_and_come_as_typed():
     listed = {q for kinds in TEXT_ONLY["skills"].values() for q in kinds[0]}
     assert all(q.lower().rstrip("?.!") in {x.lower().rstrip("?.!") for x in listed} for q in asked)
     assert any(q not in listed for q in asked), asked  # some in lower case or without their "?"
+
+
+def test_counting_what_is_named_is_drawn_more_in_training_only():
+    """Stage 2 draws extra "how many red shapes / circles" dialogs (`count_named`), every one naming a colour or a
+    shape and answered with that count; the held-out sets keep asking skill by skill, as before."""
+    from training.demo_world.tasks import MIX, sample_task
+
+    rng = random.Random(11)
+    named = [sample_task(rng, "count_named", lang) for lang in ("en", "ru") for _ in range(60)]
+    for s in named:
+        (_, question, answer), = s["turns"]
+        assert s["expect"]["kind"] == "count" and scoring.number(answer) == s["expect"]["value"], answer
+        assert bool(scoring.colours(question)) != bool(scoring.shapes(question)), question
+    assert {s["expect"]["value"] for s in named} == {0, 1, 2, 3, 4, 5}
+    drawn = [sample_task(rng)["skill"] for _ in range(4000)]
+    counted = drawn.count("count") / len(drawn)
+    share = (MIX["count"] + MIX["count_named"]) / sum(MIX.values())
+    assert 0.8 * share <= counted <= 1.2 * share, (counted, share)
+    assert "count_named" not in EVAL_SKILLS and "count" in EVAL_SKILLS
 
 
 def test_build_is_deterministic_and_reused(tmp_path):

@@ -35,7 +35,7 @@ from training.demo_world.variants import GREETED, greeted, named_task
 from training.folders import replaced_atomically
 
 log = logging.getLogger(__name__)
-VERSION = 10  # bump when the generator changes what it draws or says
+VERSION = 11  # bump when the generator changes what it draws or says
 
 
 @dataclass(frozen=True)
