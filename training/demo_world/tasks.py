@@ -325,6 +325,8 @@ MIX = {"caption": 0.05, "colour": 0.05, "shape": 0.06, "count": 0.1, "exists": 0
        "followup": 0.05, "two_photos": 0.12, "text": 0.05, "dense": 0.21, "unframed": 0.03, "count_named": 0.24}
 
 
-def sample_task(rng: random.Random, skill: str | None = None, lang: str | None = None) -> dict:
-    skill = skill or rng.choices(list(MIX), weights=list(MIX.values()))[0]
+def sample_task(rng: random.Random, skill: str | None = None, lang: str | None = None,
+                mix: dict[str, float] | None = None) -> dict:
+    mix = mix or MIX
+    skill = skill or rng.choices(list(mix), weights=list(mix.values()))[0]
     return SKILLS[skill](rng, lang or rng.choice(L.LANGUAGES))
