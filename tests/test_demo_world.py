@@ -238,6 +238,18 @@ def test_counting_what_is_named_is_drawn_more_in_training_only():
     assert "count_named" not in EVAL_SKILLS and "count" in EVAL_SKILLS
 
 
+def test_the_worlds_text_does_not_follow_stage_2s_mix(monkeypatch):
+    """The tokenizer's text is drawn with its own mix: re-weighting stage 2's skills leaves it, and so the tokenizer
+    and every recipe step before stage 2, as they were."""
+    from training.demo_world import build as B
+    from training.demo_world import tasks
+
+    before = B._text_lines(random.Random(4), 50)
+    monkeypatch.setattr(tasks, "MIX", {"count_named": 1.0})
+    assert B._text_lines(random.Random(4), 50) == before
+    assert all(tasks.sample_task(random.Random(i))["skill"] == "count" for i in range(5))
+
+
 def test_build_is_deterministic_and_reused(tmp_path):
     sizes = WorldSizes(vision=20, stage1=10, stage2=20, eval=18, other=4, text=30, seed=5)
     a, b = build(tmp_path / "a", sizes, processes=1), build(tmp_path / "b", sizes, processes=2)

@@ -2,9 +2,12 @@
 
 CLIP is frozen in both stages, so its patch features ([N, W], the vision tower's output before the adapter) are
 a pure function of the image. They are stored as fp16 in safetensors shards keyed by the image's path under
-the image root; `index.json` maps each path to its shard and records images that would not decode. The index
-carries a fingerprint of the vision weights and preprocessing, so a cache built by another encoder is never
-reused silently. Filling is incremental (only paths not yet in the index) and split across processes.
+the image root; `index.json` maps each path to its shard, records images that would not decode, and stamps each
+path with the file's size and modification time when it was read: an image written again at the same path (a
+dataset edited, a world drawn anew) is computed again, not served its old features. The index carries a
+fingerprint of the vision weights and preprocessing, so a cache built by another encoder is never reused
+silently. Filling is incremental (only paths not in the index, or whose file changed) and split across
+processes; features of a changed image stay in their old shard, unread.
 """
 
 from __future__ import annotations
@@ -25,6 +28,15 @@ log = logging.getLogger(__name__)
 
 INDEX = "index.json"
 SHARD_IMAGES = 512  # ~600 MB per shard at ViT-L/14-336 (576 x 1024 fp16 per image)
+
+
+def file_stamp(path: Path) -> list[int] | None:
+    """[size, mtime in ns] of an image file (None when missing): what says it is the file that was read."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return [stat.st_size, stat.st_mtime_ns]
 
 
 def vision_fingerprint(model) -> str:
@@ -49,6 +61,7 @@ class ClipFeatureStore:
         self.fingerprint: str | None = index.get("fingerprint")
         self.entries: dict[str, str] = index.get("entries", {})  # path -> shard file name
         self.failed: dict[str, str] = index.get("failed", {})  # path -> why it would not decode
+        self.stamps: dict[str, list[int]] = index.get("stamps", {})  # path -> file_stamp when it was read
         self.builds: int = index.get("builds", 0)
         self._open: dict[str, object] = {}
 
@@ -57,6 +70,10 @@ class ClipFeatureStore:
 
     def __contains__(self, key: str) -> bool:
         return key in self.entries or key in self.failed
+
+    def current(self, key: str, stamp: list[int] | None) -> bool:
+        """Cached from the file as it is now (an index without stamps, from before them, is not trusted)."""
+        return key in self and stamp is not None and self.stamps.get(key) == stamp
 
     def get(self, key: str) -> torch.Tensor | None:
         shard = self.entries.get(key)
@@ -68,7 +85,7 @@ class ClipFeatureStore:
 
     def write_index(self) -> None:
         index = {"fingerprint": self.fingerprint, "builds": self.builds, "entries": self.entries,
-                 "failed": self.failed}
+                 "failed": self.failed, "stamps": self.stamps}
         tmp = self.folder / (INDEX + ".tmp")
         tmp.write_text(json.dumps(index, ensure_ascii=False))
         tmp.replace(self.folder / INDEX)  # atomic: a crash never leaves a half-written index
@@ -85,7 +102,8 @@ def fill_cache(folder: str | Path, paths: list[str], image_root: Path, model, ac
     if cache.fingerprint not in (None, fingerprint):
         raise ValueError(f"feature cache {folder} was built by another vision encoder or preprocessing; "
                          "point feature_cache at a new folder (or delete this one)")
-    todo = sorted(p for p in set(paths) if p not in cache)
+    stamps = {p: file_stamp(image_root / p) for p in set(paths)}
+    todo = sorted(p for p, stamp in stamps.items() if not cache.current(p, stamp))
     rank, world = accelerator.process_index, accelerator.num_processes
     mine = todo[rank::world]
     preprocess, vision = ClipPreprocess(model.config), model.vision
@@ -121,13 +139,19 @@ def fill_cache(folder: str | Path, paths: list[str], image_root: Path, model, ac
     bar.close()
 
     # Every process reports its share through a file; the main one merges them into the index.
-    (folder / f"part-r{rank:03d}.json").write_text(json.dumps({"entries": entries, "failed": failed}))
+    (folder / f"part-r{rank:03d}.json").write_text(json.dumps({"entries": entries, "failed": failed,
+                                                                "stamps": {p: stamps[p] for p in mine}}))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process and todo:
         for part in sorted(folder.glob("part-r*.json")):
             data = json.loads(part.read_text())
+            for key in data["entries"]:  # an image that would not decode before and does now, or the reverse
+                cache.failed.pop(key, None)
+            for key in data["failed"]:
+                cache.entries.pop(key, None)
             cache.entries.update(data["entries"])
             cache.failed.update(data["failed"])
+            cache.stamps.update(data["stamps"])
         cache.fingerprint, cache.builds = fingerprint, cache.builds + 1
         cache.write_index()
     accelerator.wait_for_everyone()
