@@ -204,8 +204,10 @@ def loss_part(trainee, batch, weight_name: str) -> float:
 
 def trained_with_and_without(tiny, weight_name: str, make_trainee) -> dict:
     """{1.0: (the part before, after 30 steps trained with it), 0.0: (before, after 30 steps trained without it)};
-    the model is restored afterwards."""
+    the model is restored afterwards. Seeded: the adapter's dropout draws from the global stream, and unseeded
+    the tally's result wandered by 0.07 between runs (0.53-0.60 against a bound of 0.60)."""
     model, root = tiny
+    torch.manual_seed(0)
     start = {k: v.clone() for k, v in model.state_dict().items()}
     batch = batch_of(model, root)
     results = {}

@@ -197,7 +197,7 @@ def train(cfg: TrainConfig, model=None) -> TrainResult:
         probe = _count_probe(cfg, model.llm.config.hidden_size)
         trainee = Trainee(model, cached_features=dataset.features is not None, focus_weight=cfg.focus_weight,
                           focus_heads=focus_heads(cfg.focus_heads), count_weight=cfg.count_weight,
-                          tally_weight=cfg.tally_weight, tally_head=focus_heads(cfg.tally_head, one=True)[0],
+                          tally_weight=cfg.tally_weight, tally_head=focus_heads(cfg.tally_head, "tally_head", one=True)[0],
                           count_probe=None if probe is None else probe.to(accelerator.device))
         collate_fn = collate
     if cfg.batch_size % (cfg.micro_batch_size * world):

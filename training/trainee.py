@@ -72,8 +72,8 @@ class FocusMasks(NamedTuple):
     keys: torch.Tensor  # [..., heads, T, T] bool: what each focused head should attend to there
     counts: torch.Tensor  # [..., T] long: how many objects the turn names in head 0's picture (capped) at its
     # BOT and answer positions, IGNORE elsewhere (the question's first words cannot know it yet)
-    tally: torch.Tensor | None  # [..., T, T] float: at those positions, the tally head's target: shared evenly
-    # by head 0's picture's SOI and the patch of each named object's centre (zeros elsewhere)
+    tally: torch.Tensor | None  # [..., T, T] float, None when the tally is off: at those positions, its target,
+    # shared evenly by head 0's picture's SOI and the patch of each named object's centre (zeros elsewhere)
 
 
 def focus_cells(objects: list, grid: int) -> list[int]:
@@ -81,8 +81,10 @@ def focus_cells(objects: list, grid: int) -> list[int]:
     return sorted({c for o in objects for c in object_patches(*o, grid)})
 
 
-def focus_masks(dialog: EncodedDialog, focus: list | None, length: int, heads: int = 1) -> FocusMasks | None:
-    """A dialog's focus (records.Sample.focus) -> its FocusMasks (queries, keys, counts, tally), or None. A focus entry
+def focus_masks(dialog: EncodedDialog, focus: list | None, length: int, heads: int = 1,
+                with_tally: bool = True) -> FocusMasks | None:
+    """A dialog's focus (records.Sample.focus) -> its FocusMasks (queries, keys, counts, tally: None unless
+    `with_tally`), or None. A focus entry
     with no objects points at the picture's SOI vector (the position before its first image vector). A turn whose
     focus names n pictures shares them out among the heads: head h looks at picture h mod n, and picture j is
     always looked at by head j mod heads (with more pictures than heads, a head takes several). One head averaging
@@ -94,7 +96,7 @@ def focus_masks(dialog: EncodedDialog, focus: list | None, length: int, heads: i
     queries = torch.zeros(length, dtype=torch.bool)
     keys = torch.zeros(heads, length, length, dtype=torch.bool)
     counts = torch.full((length,), IGNORE, dtype=torch.long)
-    tally = torch.zeros(length, length)
+    tally = torch.zeros(length, length) if with_tally else None
     starts, pos, user, bot, answer = dialog.image_positions(), 0, None, None, 0
     for s in dialog.segments:
         n = s.length(dialog.num_patches)
@@ -117,11 +119,12 @@ def focus_masks(dialog: EncodedDialog, focus: list | None, length: int, heads: i
                             keys[head, span, where] = True
                 queries[span] = True
                 counts[bot:span.stop] = min(len(entry[0]["objects"]), CountProbe.LARGEST)
-                soi = starts[entry[0]["image"]] - 1
-                tally[bot:span.stop, soi] = 1
-                for x, y, _ in entry[0]["objects"]:
-                    tally[bot:span.stop, soi + 1 + centre_cell(x, y, grid)] += 1
-                tally[bot:span.stop] /= 1 + len(entry[0]["objects"])
+                if tally is not None:
+                    soi = starts[entry[0]["image"]] - 1
+                    tally[bot:span.stop, soi] = 1
+                    for x, y, _ in entry[0]["objects"]:
+                        tally[bot:span.stop, soi + 1 + centre_cell(x, y, grid)] += 1
+                    tally[bot:span.stop] /= 1 + len(entry[0]["objects"])
         pos += n
     return FocusMasks(queries, keys, counts, tally) if queries.any() else None
 
@@ -241,16 +244,19 @@ class Trainee(nn.Module):
         if not (self.focus_weight or self.count_weight or self.tally_weight) or not any(batch.focus):
             return None
         heads = len(self.focus_heads)
-        masks = [focus_masks(d, f, length, heads) for d, f in zip(batch.dialogs, batch.focus, strict=True)]
+        # the tally's [T, T] targets are built only when its loss reads them
+        masks = [focus_masks(d, f, length, heads, with_tally=bool(self.tally_weight))
+                 for d, f in zip(batch.dialogs, batch.focus, strict=True)]
         if not any(masks):
             return None
         queries = torch.zeros(len(masks), length, dtype=torch.bool)
         keys = torch.zeros(len(masks), heads, length, length, dtype=torch.bool)
         counts = torch.full((len(masks), length), IGNORE, dtype=torch.long)
-        tally = torch.zeros(len(masks), length, length)
+        tally = torch.zeros(len(masks), length, length) if self.tally_weight else None
         for b, mask in enumerate(masks):
             if mask is not None:
-                queries[b], keys[b], counts[b], tally[b] = mask
-        # the tally's [B, T, T] target goes to the device only when its loss reads it
+                queries[b], keys[b], counts[b] = mask.queries, mask.keys, mask.counts
+                if tally is not None:
+                    tally[b] = mask.tally
         return FocusMasks(queries.to(device), keys.to(device), counts.to(device),
-                          tally.to(device) if self.tally_weight else None)
+                          None if tally is None else tally.to(device))
